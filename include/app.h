@@ -1,0 +1,34 @@
+/* app.h - owns the event base and every subsystem; runs and stops them. */
+#ifndef GOPULSE_APP_H
+#define GOPULSE_APP_H
+
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+
+enum app_state { APP_RUNNING, APP_DRAINING, APP_DONE };
+
+struct app {
+	enum app_state state;
+	struct event_base *base;
+	const struct config *cfg;
+	struct pg_conn *pg;
+	struct http_server *http;
+	struct producer *producer;
+	struct sched *sched;
+	struct event *ev_sigterm;
+	struct event *ev_sigint;
+	struct event *ev_drain;		/* checks whether draining is over */
+	int64_t drain_deadline_ms;
+	int exit_code;
+};
+
+/* NULL when the listener cannot be bound (logged). */
+struct app *app_new(const struct config *cfg);
+/* Runs the loop until shut down; returns the process exit status. */
+int app_run(struct app *app);
+void app_free(struct app *app);
+
+#endif

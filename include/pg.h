@@ -1,0 +1,63 @@
+/* pg.h - one nonblocking PostgreSQL connection driven by the event loop.
+ *
+ * The connection reconnects by itself with capped, jittered backoff. After
+ * each connect an optional setup hook runs first (schema migrations); only
+ * then does the connection accept ordinary queries. Queries queue FIFO,
+ * one in flight at a time. Every accepted query's callback runs exactly
+ * once: with its result, its error, or the loss of the connection.
+ */
+#ifndef GOPULSE_PG_H
+#define GOPULSE_PG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <libpq-fe.h>
+
+#include "common.h"
+
+enum pg_state {
+	PG_DISCONNECTED,	/* waiting to (re)connect */
+	PG_CONNECTING,
+	PG_SETUP,		/* connected, setup hook running */
+	PG_READY,
+	PG_CLOSED,
+};
+
+struct pg_conn;
+
+/* res is borrowed for the call; err is NULL on success, else a reason
+ * (and res, when not NULL, the failed result). */
+typedef void (*pg_result_cb)(void *arg, const PGresult *res, const char *err);
+typedef void (*pg_setup_cb)(struct pg_conn *pg, void *arg);
+
+struct pg_conn *pg_new(struct event_base *base, const char *dsn,
+    int64_t query_timeout_ms);
+void pg_free(struct pg_conn *pg);
+
+/* The hook runs on every connect; it queues work with pg_setup_query and
+ * ends with pg_setup_done (or pg_setup_failed). */
+void pg_set_setup(struct pg_conn *pg, pg_setup_cb hook, void *arg);
+void pg_start(struct pg_conn *pg);
+/* Fails every queued query ("shutting down") and disconnects for good. */
+void pg_close(struct pg_conn *pg);
+
+/* Queue a query with text parameters (copied). -1 when the connection is
+ * not ready: the callback will not run and the caller answers 503. */
+int pg_query(struct pg_conn *pg, const char *sql, int nparams,
+    const char *const *params, pg_result_cb cb, void *arg) MUSTCHECK;
+/* A multi-statement script through the simple protocol, setup only. */
+int pg_setup_query(struct pg_conn *pg, const char *script, pg_result_cb cb,
+    void *arg) MUSTCHECK;
+void pg_setup_done(struct pg_conn *pg);
+void pg_setup_failed(struct pg_conn *pg, const char *reason);
+
+bool pg_is_ready(const struct pg_conn *pg);
+enum pg_state pg_get_state(const struct pg_conn *pg);
+const char *pg_state_name(enum pg_state state);
+/* Queries queued or in flight. */
+size_t pg_pending(const struct pg_conn *pg);
+
+#endif

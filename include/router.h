@@ -1,0 +1,27 @@
+/* router.h - a static table of {path, methods, handler}; 404 and 405. */
+#ifndef GOPULSE_ROUTER_H
+#define GOPULSE_ROUTER_H
+
+#include <stddef.h>
+
+#include <event2/http.h>
+
+typedef void (*route_handler)(struct evhttp_request *req, void *arg);
+
+struct route {
+	const char *path;	/* exact, decoded */
+	int methods;		/* EVHTTP_REQ_* bits; GET implies HEAD */
+	route_handler handler;
+};
+
+/* Finds the route for req and calls it, or answers 404 / 405 (with Allow)
+ * / 204 for OPTIONS on a known path. */
+void router_dispatch(const struct route *routes, size_t n,
+    struct evhttp_request *req, void *arg);
+/* "GET, HEAD, OPTIONS" for a method mask; buf of 64 bytes is enough. */
+void router_allow(int methods, char *buf, size_t len);
+/* The route of a decoded path, or NULL. */
+const struct route *router_find(const struct route *routes, size_t n,
+    const char *path);
+
+#endif

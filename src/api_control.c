@@ -1,0 +1,40 @@
+/* api_control.c - liveness and the scheduler's on/off switch. */
+#include "api.h"
+#include "app.h"
+#include "reply.h"
+#include "scheduler.h"
+#include "util.h"
+
+/* Liveness: no I/O, so a stalled dependency never fails the probe. */
+void
+api_health(struct evhttp_request *req, void *arg)
+{
+	char ts[32];
+
+	UNUSED(arg);
+	util_rfc3339(util_wall_ms(), 0, ts, sizeof(ts));
+	reply_json(req, 200, json_pack("{s:s, s:s}", "status", "ok",
+	    "timestamp", ts));
+}
+
+void
+api_start(struct evhttp_request *req, void *arg)
+{
+	struct app *app = arg;
+
+	sched_start(app->sched);
+	reply_json(req, 200, json_pack("{s:s, s:s}",
+	    "message", "Automatic message sending started",
+	    "status", "active"));
+}
+
+void
+api_stop(struct evhttp_request *req, void *arg)
+{
+	struct app *app = arg;
+
+	sched_stop(app->sched);
+	reply_json(req, 200, json_pack("{s:s, s:s}",
+	    "message", "Automatic message sending stopped",
+	    "status", "inactive"));
+}

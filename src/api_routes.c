@@ -1,0 +1,12 @@
+/* api_routes.c - every path the service answers; openapi.yaml lists the
+ * same ones (a test checks both ways). */
+#include "api.h"
+#include "common.h"
+
+const struct route api_routes[] = {
+	{ "/health", EVHTTP_REQ_GET, api_health },
+	{ "/messages", EVHTTP_REQ_GET, api_messages_list },
+	{ "/messages/start", EVHTTP_REQ_POST, api_start },
+	{ "/messages/stop", EVHTTP_REQ_POST, api_stop },
+};
+const size_t api_routes_count = ARRAY_LEN(api_routes);

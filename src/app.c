@@ -1,0 +1,146 @@
+/* app.c - owns the event base and every subsystem; runs and stops them.
+ *
+ * Shutdown follows pgbouncer's modes: the first SIGTERM/SIGINT drains
+ * (stop accepting, stop the timers, let what is in flight finish, bounded
+ * by SHUTDOWN_TIMEOUT), a second one leaves the loop at once. */
+#include <signal.h>
+#include <stdlib.h>
+
+#include "api.h"
+#include "app.h"
+#include "http_server.h"
+#include "log.h"
+#include "migrate.h"
+#include "pg.h"
+#include "producer.h"
+#include "scheduler.h"
+#include "util.h"
+
+#define APP_DRAIN_CHECK_MS 50
+/* After the deadline, time for the 503s we just wrote to reach clients. */
+#define APP_FLUSH_MS 100
+
+static bool
+app_idle(const struct app *app)
+{
+	return http_server_inflight(app->http) == 0 &&
+	    pg_pending(app->pg) == 0 && !prod_busy(app->producer);
+}
+
+static void
+app_on_drain_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct app *app = arg;
+	struct timeval flush = util_tv(APP_FLUSH_MS);
+
+	UNUSED(fd);
+	UNUSED(what);
+	if (app_idle(app)) {
+		log_info("app", "drained, exiting", NULL);
+		flush = util_tv(0);
+	} else if (util_now_ms() >= app->drain_deadline_ms) {
+		log_warn("app", "shutdown deadline passed, abandoning work in "
+		    "flight", "{s:I, s:I}",
+		    "http_requests", (json_int_t)http_server_inflight(app->http),
+		    "db_queries", (json_int_t)pg_pending(app->pg));
+		http_server_abort_inflight(app->http);
+	} else {
+		return;
+	}
+	event_del(app->ev_drain);
+	app->state = APP_DONE;
+	event_base_loopexit(app->base, &flush);
+}
+
+static void
+app_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct app *app = arg;
+	struct timeval tv = util_tv(APP_DRAIN_CHECK_MS);
+
+	UNUSED(what);
+	if (app->state != APP_RUNNING) {
+		log_warn("app", "second signal, exiting now", "{s:i}", "signal",
+		    (int)sig);
+		app->exit_code = 1;
+		event_base_loopbreak(app->base);
+		return;
+	}
+	log_info("app", "shutting down", "{s:i, s:I}", "signal", (int)sig,
+	    "deadline_ms", (json_int_t)app->cfg->shutdown_timeout_ms);
+	app->state = APP_DRAINING;
+	app->drain_deadline_ms = util_now_ms() + app->cfg->shutdown_timeout_ms;
+	http_server_stop_accepting(app->http);
+	prod_stop(app->producer);
+	sched_stop(app->sched);
+	event_add(app->ev_drain, &tv);
+}
+
+struct app *
+app_new(const struct config *cfg)
+{
+	struct app *app = xcalloc(1, sizeof(*app));
+	struct event_config *ec = event_config_new();
+
+	app->cfg = cfg;
+	/* Millisecond timers (deadlines, short test intervals) need the
+	 * precise clock rather than the coarse one. */
+	event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+	app->base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	if (app->base == NULL) {
+		log_error("app", "cannot create the event base", NULL);
+		free(app);
+		return NULL;
+	}
+	app->pg = pg_new(app->base, cfg->database_dsn, cfg->db_query_timeout_ms);
+	migrate_attach(app->pg);
+	app->producer = prod_new(app->base, app->pg, cfg->producer_interval_ms);
+	app->sched = sched_new(app->base, cfg);
+	app->http = http_server_new(app->base, api_routes, api_routes_count,
+	    app, cfg->request_timeout_ms);
+	app->ev_sigterm = evsignal_new(app->base, SIGTERM, app_on_signal, app);
+	app->ev_sigint = evsignal_new(app->base, SIGINT, app_on_signal, app);
+	app->ev_drain = event_new(app->base, -1, EV_PERSIST, app_on_drain_check,
+	    app);
+	if (http_server_listen(app->http, cfg->bind_addr, cfg->port) != 0) {
+		app_free(app);
+		return NULL;
+	}
+	return app;
+}
+
+int
+app_run(struct app *app)
+{
+	event_add(app->ev_sigterm, NULL);
+	event_add(app->ev_sigint, NULL);
+	pg_start(app->pg);
+	prod_start(app->producer);
+	if (app->cfg->autostart)
+		sched_start(app->sched);
+	log_info("app", "started", "{s:s, s:s}", "version", GOPULSE_VERSION,
+	    "event_method", event_base_get_method(app->base));
+	event_base_dispatch(app->base);
+	log_info("app", "stopped", "{s:i}", "exit_code", app->exit_code);
+	return app->exit_code;
+}
+
+/* Order matters: requests are answered before evhttp frees them; the
+ * database fails its leftover ops (whose callbacks touch the producer and
+ * request contexts) before those owners go; events go before the base. */
+void
+app_free(struct app *app)
+{
+	if (app == NULL)
+		return;
+	http_server_free(app->http);
+	pg_free(app->pg);
+	prod_free(app->producer);
+	sched_free(app->sched);
+	event_free(app->ev_sigterm);
+	event_free(app->ev_sigint);
+	event_free(app->ev_drain);
+	event_base_free(app->base);
+	free(app);
+}

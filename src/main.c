@@ -1,0 +1,70 @@
+/* main.c - parse the environment, run the app, map the outcome to an exit
+ * status (2 for a bad setting). */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "app.h"
+#include "config.h"
+#include "log.h"
+#include "util.h"
+
+static int
+main_usage(FILE *out)
+{
+	fputs("usage: gopulse-messages [--version | --help]\n"
+	    "Configuration comes from the environment; see README.md.\n", out);
+	return out == stdout ? 0 : 2;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct config cfg;
+	struct app *app;
+	char err[512];
+	int rc;
+
+	/* Logs go to a pipe in containers: flush each line, not each 4 KiB. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	/* libevent and hiredis write to sockets without MSG_NOSIGNAL. */
+	signal(SIGPIPE, SIG_IGN);
+	if (argc > 1) {
+		if (strcmp(argv[1], "--version") == 0) {
+			printf("gopulse-messages %s\n", GOPULSE_VERSION);
+			return 0;
+		}
+		return main_usage(strcmp(argv[1], "--help") == 0 ? stdout :
+		    stderr);
+	}
+	if (config_load(&cfg, err, sizeof(err)) != 0) {
+		char ts[32];
+		json_t *line;
+
+		util_rfc3339(util_wall_ms(), 1, ts, sizeof(ts));
+		line = json_pack("{s:s, s:s, s:s, s:s}", "ts", ts, "level",
+		    "error", "msg", "invalid configuration", "error", err);
+		if (line != NULL) {
+			json_dumpf(line, stderr, JSON_COMPACT);
+			json_decref(line);
+		}
+		fputc('\n', stderr);
+		return 2;
+	}
+	log_set_level(cfg.log_level);
+	config_log(&cfg);
+	app = app_new(&cfg);
+	if (app == NULL) {
+		config_fini(&cfg);
+		libevent_global_shutdown();
+		return 1;
+	}
+	rc = app_run(app);
+	app_free(app);
+	config_fini(&cfg);
+	libevent_global_shutdown();
+	return rc;
+}

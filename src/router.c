@@ -1,0 +1,83 @@
+/* router.c - a static table of {path, methods, handler}; 404 and 405. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/keyvalq_struct.h>
+
+#include "common.h"
+#include "reply.h"
+#include "router.h"
+
+static int
+router_methods(const struct route *r)
+{
+	int m = r->methods | EVHTTP_REQ_OPTIONS;
+
+	if (m & EVHTTP_REQ_GET)
+		m |= EVHTTP_REQ_HEAD;
+	return m;
+}
+
+void
+router_allow(int methods, char *buf, size_t len)
+{
+	static const struct { int bit; const char *name; } names[] = {
+		{ EVHTTP_REQ_GET, "GET" }, { EVHTTP_REQ_HEAD, "HEAD" },
+		{ EVHTTP_REQ_POST, "POST" }, { EVHTTP_REQ_PUT, "PUT" },
+		{ EVHTTP_REQ_PATCH, "PATCH" }, { EVHTTP_REQ_DELETE, "DELETE" },
+		{ EVHTTP_REQ_OPTIONS, "OPTIONS" },
+	};
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < ARRAY_LEN(names); i++) {
+		if (!(methods & names[i].bit))
+			continue;
+		used += (size_t)snprintf(buf + used, len - used, "%s%s",
+		    used ? ", " : "", names[i].name);
+		if (used >= len)
+			break;
+	}
+}
+
+const struct route *
+router_find(const struct route *routes, size_t n, const char *path)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(routes[i].path, path) == 0)
+			return &routes[i];
+	return NULL;
+}
+
+void
+router_dispatch(const struct route *routes, size_t n,
+    struct evhttp_request *req, void *arg)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
+	char *path = evhttp_uridecode(raw && *raw ? raw : "/", 0, NULL);
+	const struct route *r = path ? router_find(routes, n, path) : NULL;
+	int cmd = (int)evhttp_request_get_command(req);
+	char allow[80];
+
+	free(path);
+	if (r == NULL) {
+		reply_error(req, 404, "not found");
+		return;
+	}
+	router_allow(router_methods(r), allow, sizeof(allow));
+	if (cmd == EVHTTP_REQ_OPTIONS) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Allow", allow);
+		evhttp_send_reply(req, 204, "No Content", NULL);
+		return;
+	}
+	if (!(router_methods(r) & cmd)) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Allow", allow);
+		reply_error(req, 405, "method not allowed");
+		return;
+	}
+	r->handler(req, arg);
+}

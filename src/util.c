@@ -1,0 +1,157 @@
+/* util.c - allocation that aborts on OOM, clocks, backoff, randomness. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "util.h"
+
+static void
+util_oom(void)
+{
+	/* An allocation failure leaves nothing sane to do in one thread. */
+	fputs("{\"level\":\"error\",\"msg\":\"out of memory\"}\n", stderr);
+	abort();
+}
+
+void *
+xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (p == NULL)
+		util_oom();
+	return p;
+}
+
+void *
+xcalloc(size_t nmemb, size_t n)
+{
+	void *p = calloc(nmemb ? nmemb : 1, n ? n : 1);
+
+	if (p == NULL)
+		util_oom();
+	return p;
+}
+
+char *
+xstrdup(const char *s)
+{
+	return xstrndup(s, strlen(s));
+}
+
+char *
+xstrndup(const char *s, size_t n)
+{
+	char *p = xmalloc(n + 1);
+
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *
+xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&p, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		util_oom();
+	return p;
+}
+
+int64_t
+util_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+util_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+util_rfc3339(int64_t wall_ms, int with_ms, char *buf, size_t len)
+{
+	time_t secs = (time_t)(wall_ms / 1000);
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&secs, &tm);
+	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (with_ms)
+		snprintf(buf + n, len - n, ".%03dZ", (int)(wall_ms % 1000));
+	else
+		snprintf(buf + n, len - n, "Z");
+}
+
+struct timeval
+util_tv(int64_t ms)
+{
+	struct timeval tv;
+
+	if (ms < 0)
+		ms = 0;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
+	return tv;
+}
+
+/* xorshift64*: cheap and good enough for jitter and fake data, not secrets. */
+static uint64_t util_rng_state;
+
+uint64_t
+util_rand(void)
+{
+	uint64_t x;
+
+	if (util_rng_state == 0) {
+		if (getrandom(&util_rng_state, sizeof(util_rng_state), 0) !=
+		    sizeof(util_rng_state) || util_rng_state == 0)
+			util_rng_state = (uint64_t)util_wall_ms() | 1;
+	}
+	x = util_rng_state;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	util_rng_state = x;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+
+uint64_t
+util_rand_below(uint64_t n)
+{
+	return n ? util_rand() % n : 0;
+}
+
+int64_t
+util_backoff_ms(int64_t base_ms, int64_t cap_ms, unsigned attempt,
+    unsigned jitter_pct)
+{
+	int64_t d = base_ms;
+	int64_t span;
+
+	while (attempt-- > 0 && d < cap_ms)
+		d *= 2;
+	if (d > cap_ms)
+		d = cap_ms;
+	span = d * (int64_t)jitter_pct / 100;
+	if (span > 0)
+		d += (int64_t)util_rand_below((uint64_t)(2 * span + 1)) - span;
+	return d < 0 ? 0 : d;
+}

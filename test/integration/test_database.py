@@ -1,0 +1,163 @@
+"""PostgreSQL: schema migrations, the producer, outages and a frozen server."""
+
+import re
+import threading
+import time
+
+from harness import IntegrationTest, wait_until
+
+E164 = re.compile(r"^\+[1-9]\d{9,14}$")
+
+
+class MigrationTest(IntegrationTest):
+    def test_schema_applied_and_tracked(self):
+        svc = self.start_service({"PRODUCER_INTERVAL": "0"})
+        svc.wait_log("database ready")
+        self.assertEqual(self.psql("SELECT version FROM schema_migrations"), [("001_schema",)])
+        cols = {r[0] for r in self.psql(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'messages'")}
+        for c in ("id", "recipient", "content", "status", "sent_at", "retry_count",
+                  "last_attempt_at", "created_at", "updated_at", "response_id",
+                  "response_code", "error_message", "next_attempt_at", "lease_until"):
+            self.assertIn(c, cols)
+        idx = {r[0] for r in self.psql("SELECT indexname FROM pg_indexes "
+                                       "WHERE tablename = 'messages'")}
+        self.assertTrue({"messages_due_idx", "messages_sent_idx"} <= idx)
+        # A row with only recipient and content is a valid pending message.
+        self.psql("INSERT INTO messages (recipient, content) VALUES ('+15550001111', 'hi')")
+        self.assertEqual(self.psql("SELECT status, retry_count FROM messages"),
+                         [("pending", "0")])
+        # The CHECK on status holds.
+        with self.assertRaises(Exception):
+            self.psql("UPDATE messages SET status = 'lost'")
+
+    def test_restart_is_a_noop(self):
+        svc = self.start_service({"PRODUCER_INTERVAL": "0"})
+        svc.wait_log("database ready")
+        self.psql("INSERT INTO messages (recipient, content) VALUES ('+15550001111', 'keep')")
+        svc.stop()
+        svc2 = self.start_service({"PRODUCER_INTERVAL": "0"})
+        svc2.wait_log("database ready")
+        self.assertEqual(svc2.find_logs("schema migration applied"), [])
+        self.assertEqual(self.psql("SELECT count(*) FROM schema_migrations"), [("1",)])
+        self.assertEqual(self.psql("SELECT content FROM messages"), [("keep",)])
+
+    def test_many_instances_start_at_once(self):
+        svcs = [self.start_service({"PRODUCER_INTERVAL": "0"}, wait=False) for _ in range(4)]
+        for s in svcs:
+            s.wait_log("database ready", timeout=20)
+        applied = sum(len(s.find_logs("schema migration applied")) for s in svcs)
+        self.assertEqual(applied, 1)
+        self.assertEqual(self.psql("SELECT version FROM schema_migrations"), [("001_schema",)])
+        for s in svcs:
+            self.assertEqual(s.find_logs("schema migration failed"), [])
+
+
+class ProducerTest(IntegrationTest):
+    def test_producer_inserts_pending_messages(self):
+        svc = self.start_service({"PRODUCER_INTERVAL": "200ms", "AUTOSTART": "false"})
+        entries = [svc.wait_log("Successfully created a new message", count=5)]
+        entries = svc.find_logs("Successfully created a new message")
+        ids = [e["id"] for e in entries]
+        self.assertEqual(ids, sorted(ids))
+        rows = self.psql("SELECT id, recipient, content, status FROM messages ORDER BY id")
+        self.assertGreaterEqual(len(rows), 5)
+        for rid, to, content, status in rows:
+            self.assertRegex(to, E164)
+            self.assertTrue(1 <= len(content) <= 160)
+            self.assertEqual(status, "pending")
+        self.assertTrue(set(ids) <= {int(r[0]) for r in rows})
+
+    def test_producer_off_with_zero(self):
+        svc = self.start_service({"PRODUCER_INTERVAL": "0"})
+        svc.wait_log("database ready")
+        svc.wait_log("producer off (PRODUCER_INTERVAL=0)")
+        time.sleep(0.5)
+        self.assertEqual(self.psql("SELECT count(*) FROM messages"), [("0",)])
+
+    def test_overlapping_tick_is_skipped(self):
+        svc = self.start_service({"PRODUCER_INTERVAL": "100ms", "DB_QUERY_TIMEOUT": "10s"})
+        svc.wait_log("Successfully created a new message")
+        # Hold a lock that makes the next insert wait: ticks must not pile up.
+        locker = threading.Thread(target=lambda: self.psql(
+            "BEGIN; LOCK TABLE messages IN EXCLUSIVE MODE; SELECT pg_sleep(1.2); COMMIT;"))
+        locker.start()
+        svc.wait_log("tick skipped: previous insert still in flight", timeout=5, count=3)
+        locker.join()
+        n = len(svc.find_logs("Successfully created a new message"))
+        svc.wait_log("Successfully created a new message", count=n + 2)
+
+
+class OutageTest(IntegrationTest):
+    def test_database_down_then_back(self):
+        svc = self.start_service({"PRODUCER_INTERVAL": "200ms"})
+        svc.wait_log("Successfully created a new message")
+        self.assertEqual(svc.get("/messages")[0], 200)
+        self.pg.stop()
+        try:
+            svc.wait_log("database connection failed")
+            for _ in range(5):
+                t0 = time.monotonic()
+                code, _, _ = svc.get("/health")
+                self.assertEqual(code, 200)
+                self.assertLess(time.monotonic() - t0, 0.05)
+                code, doc = svc.json("GET", "/messages")
+                self.assertEqual(code, 503)
+                self.assertEqual(doc["status"], "error")
+            svc.wait_log("tick skipped: database unavailable")
+        finally:
+            self.pg.start()
+        wait_until(lambda: svc.get("/messages")[0] == 200, 15, 0.1,
+                   "/messages answers 200 again after PostgreSQL is back")
+        n = len(svc.find_logs("Successfully created a new message"))
+        svc.wait_log("Successfully created a new message", count=n + 2)
+        self.assertEqual(svc.returncode, None)
+
+    def test_database_down_at_start(self):
+        self.pg.stop()
+        try:
+            svc = self.start_service({"PRODUCER_INTERVAL": "200ms"})
+            self.assertEqual(svc.get("/health")[0], 200)
+            self.assertEqual(svc.get("/messages")[0], 503)
+        finally:
+            self.pg.start()
+        svc.wait_log("database ready", timeout=15)
+        self.assertEqual(svc.get("/messages")[0], 200)
+
+    def test_server_terminates_idle_connection(self):
+        svc = self.start_service({"PRODUCER_INTERVAL": "0", "LOG_LEVEL": "debug"})
+        svc.wait_log("database ready")
+        self.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                  "WHERE application_name = 'gopulse-messages' AND datname = current_database()")
+        # Noticed while idle, not at the next query.
+        svc.wait_log("database connection failed", timeout=5)
+        svc.wait_log("database ready", count=2, timeout=10)
+        self.assertEqual(svc.get("/messages")[0], 200)
+
+    def test_frozen_database_does_not_block_the_loop(self):
+        svc = self.start_service({"PRODUCER_INTERVAL": "100ms", "REQUEST_TIMEOUT": "1s",
+                                  "DB_QUERY_TIMEOUT": "1s"})
+        svc.wait_log("database ready")
+        self.pg.freeze()
+        try:
+            slow = {}
+            t = threading.Thread(target=lambda: slow.update(r=svc.json("GET", "/messages")))
+            t.start()
+            time.sleep(0.2)
+            worst = 0.0
+            for _ in range(20):
+                t0 = time.monotonic()
+                self.assertEqual(svc.get("/health")[0], 200)
+                worst = max(worst, time.monotonic() - t0)
+                time.sleep(0.05)
+            self.assertLess(worst, 0.05)
+            t.join(5)
+            self.assertEqual(slow["r"][0], 503)
+            self.assertIn("in time", slow["r"][1]["error"])
+            # The watchdog gives up on the silent server and reconnects.
+            svc.wait_log(lambda e: e.get("msg") == "database connection failed"
+                         and "timed out" in e.get("reason", ""), timeout=10)
+        finally:
+            self.pg.thaw()
+        wait_until(lambda: svc.get("/messages")[0] == 200, 15, 0.1,
+                   "/messages answers 200 after the freeze")
