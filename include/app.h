@@ -15,6 +15,9 @@ struct app {
 	struct event_base *base;
 	const struct config *cfg;
 	struct pg_conn *pg;
+	struct resolver *resolver;
+	struct redis_client *redis;
+	struct webhook *webhook;
 	struct http_server *http;
 	struct producer *producer;
 	struct sched *sched;

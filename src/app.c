@@ -13,8 +13,14 @@
 #include "migrate.h"
 #include "pg.h"
 #include "producer.h"
+#include "redis.h"
+#include "resolve.h"
 #include "scheduler.h"
 #include "util.h"
+#include "webhook.h"
+
+/* A Redis command that has not answered in this long is given up on. */
+#define APP_REDIS_OP_TIMEOUT_MS 2000
 
 #define APP_DRAIN_CHECK_MS 50
 /* After the deadline, time for the 503s we just wrote to reach clients. */
@@ -24,7 +30,8 @@ static bool
 app_idle(const struct app *app)
 {
 	return http_server_inflight(app->http) == 0 &&
-	    pg_pending(app->pg) == 0 && !prod_busy(app->producer);
+	    !sched_busy(app->sched) && pg_pending(app->pg) == 0 &&
+	    redis_pending(app->redis) == 0 && !prod_busy(app->producer);
 }
 
 static void
@@ -40,10 +47,16 @@ app_on_drain_check(evutil_socket_t fd, short what, void *arg)
 		flush = util_tv(0);
 	} else if (util_now_ms() >= app->drain_deadline_ms) {
 		log_warn("app", "shutdown deadline passed, abandoning work in "
-		    "flight", "{s:I, s:I}",
+		    "flight", "{s:I, s:I, s:I, s:I, s:I}",
 		    "http_requests", (json_int_t)http_server_inflight(app->http),
-		    "db_queries", (json_int_t)pg_pending(app->pg));
+		    "webhook_requests", (json_int_t)sched_inflight(app->sched),
+		    "unrecorded_outcomes",
+		    (json_int_t)sched_unrecorded(app->sched),
+		    "db_queries", (json_int_t)pg_pending(app->pg),
+		    "redis_commands", (json_int_t)redis_pending(app->redis));
 		http_server_abort_inflight(app->http);
+		/* Their leases run out and they are sent again later. */
+		webhook_abort_all(app->webhook);
 	} else {
 		return;
 	}
@@ -93,10 +106,18 @@ app_new(const struct config *cfg)
 		free(app);
 		return NULL;
 	}
+	app->resolver = resolver_new(app->base);
 	app->pg = pg_new(app->base, cfg->database_dsn, cfg->db_query_timeout_ms);
 	migrate_attach(app->pg);
+	app->redis = redis_new(app->base, app->resolver, cfg->redis_host,
+	    cfg->redis_port, cfg->redis_password, cfg->redis_db,
+	    APP_REDIS_OP_TIMEOUT_MS);
+	app->webhook = webhook_new(app->base, cfg->webhook_url,
+	    cfg->webhook_auth_key, cfg->webhook_timeout_ms,
+	    cfg->webhook_concurrency);
 	app->producer = prod_new(app->base, app->pg, cfg->producer_interval_ms);
-	app->sched = sched_new(app->base, cfg);
+	app->sched = sched_new(app->base, cfg, app->pg, app->webhook,
+	    app->redis);
 	app->http = http_server_new(app->base, api_routes, api_routes_count,
 	    app, cfg->request_timeout_ms);
 	app->ev_sigterm = evsignal_new(app->base, SIGTERM, app_on_signal, app);
@@ -116,6 +137,7 @@ app_run(struct app *app)
 	event_add(app->ev_sigterm, NULL);
 	event_add(app->ev_sigint, NULL);
 	pg_start(app->pg);
+	redis_start(app->redis);
 	prod_start(app->producer);
 	if (app->cfg->autostart)
 		sched_start(app->sched);
@@ -127,17 +149,21 @@ app_run(struct app *app)
 }
 
 /* Order matters: requests are answered before evhttp frees them; the
- * database fails its leftover ops (whose callbacks touch the producer and
- * request contexts) before those owners go; events go before the base. */
+ * webhook and the database fail their leftover work (whose callbacks touch
+ * the scheduler, the producer, request contexts and Redis) before those
+ * owners go; libraries tied to the base go before the base. */
 void
 app_free(struct app *app)
 {
 	if (app == NULL)
 		return;
 	http_server_free(app->http);
+	webhook_free(app->webhook);
 	pg_free(app->pg);
+	redis_free(app->redis);
 	prod_free(app->producer);
 	sched_free(app->sched);
+	resolver_free(app->resolver);
 	event_free(app->ev_sigterm);
 	event_free(app->ev_sigint);
 	event_free(app->ev_drain);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <curl/curl.h>
 #include <event2/event.h>
 #include <jansson.h>
 
@@ -56,15 +57,16 @@ main(int argc, char **argv)
 	}
 	log_set_level(cfg.log_level);
 	config_log(&cfg);
-	app = app_new(&cfg);
-	if (app == NULL) {
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+		log_error("app", "curl_global_init failed", NULL);
 		config_fini(&cfg);
-		libevent_global_shutdown();
 		return 1;
 	}
-	rc = app_run(app);
+	app = app_new(&cfg);
+	rc = app ? app_run(app) : 1;
 	app_free(app);
 	config_fini(&cfg);
+	curl_global_cleanup();
 	libevent_global_shutdown();
 	return rc;
 }

@@ -1,36 +1,373 @@
-/* scheduler.c - automatic sending on or off. */
+/* scheduler.c - automatic sending.
+ *
+ * A run claims a window of due messages (at most WEBHOOK_CONCURRENCY),
+ * posts them all, and once every one has an outcome written claims the
+ * next window, until its quota (SCHEDULER_BATCH_SIZE per tick, or no
+ * limit when draining) is used or nothing is due. Ticks that find a run
+ * still going are skipped. Outcomes are written in batches: everything
+ * that completed in one loop iteration goes out as one statement. */
 #include <stdlib.h>
+#include <string.h>
 
-#include "common.h"
+#include "cache.h"
 #include "config.h"
 #include "log.h"
+#include "outcome.h"
+#include "pg.h"
+#include "redis.h"
 #include "scheduler.h"
+#include "store.h"
 #include "util.h"
+#include "webhook.h"
+
+/* A claim outlives the slowest attempt (twice the timeout) plus time to
+ * write its outcome; after that the message is due again. */
+#define SCHED_LEASE_MARGIN_MS 10000
+/* A write or claim that failed (database gone) is tried again this often. */
+#define SCHED_DB_RETRY_MS 250
+
+enum sched_run {
+	RUN_IDLE,
+	RUN_WAITING,	/* for the database, to claim */
+	RUN_CLAIMING,
+	RUN_SENDING,
+};
+
+struct delivery {
+	struct sched *s;
+	int64_t id;
+	int retry_count;
+	char lease_token[40];
+};
 
 struct sched {
 	const struct config *cfg;
+	struct pg_conn *pg;
+	struct webhook *wh;
+	struct redis_client *redis;
+	struct event *ev_tick;
+	struct event *ev_flush;
+	struct event *ev_retry;	/* claims again after RUN_WAITING */
 	bool active;
+	bool db_warned;		/* one warning per database outage */
+	enum sched_run run;
+	long long run_left;	/* messages this run may still claim; -1 = all */
+	long long window;	/* size of the last claim */
+	bool maybe_more;	/* the last claim filled its window */
+	size_t sending;		/* webhook requests in flight */
+	/* outcomes waiting to be written, and those being written */
+	struct outcome *pending;
+	size_t npending, cap_pending;
+	struct outcome *writing;
+	size_t nwriting;
 };
 
+static void sched_claim(struct sched *s);
+
+static void
+sched_db_trouble(struct sched *s, const char *what, const char *reason)
+{
+	if (!s->db_warned)
+		log_warn("scheduler", what, "{s:s}", "reason", reason);
+	else
+		log_debug("scheduler", what, "{s:s}", "reason", reason);
+	s->db_warned = true;
+}
+
+/* The run keeps its quota and claims again once the database answers:
+ * a drain requested at boot, before the first connect, is not lost. */
+static void
+sched_wait_db(struct sched *s, const char *reason)
+{
+	struct timeval tv = util_tv(SCHED_DB_RETRY_MS);
+
+	sched_db_trouble(s, "cannot claim, will retry", reason);
+	s->run = RUN_WAITING;
+	event_add(s->ev_retry, &tv);
+}
+
+static void
+sched_run_end(struct sched *s, const char *why)
+{
+	if (s->run == RUN_IDLE)
+		return;
+	s->run = RUN_IDLE;
+	log_debug("scheduler", "run finished", "{s:s}", "reason", why);
+}
+
+/* A window is over when every request has an outcome and every outcome
+ * is written; only then is the next one claimed, so a window's messages
+ * are never claimed twice by our own runs. */
+static void
+sched_window_check(struct sched *s)
+{
+	if (s->run != RUN_SENDING || s->sending > 0 || s->npending > 0 ||
+	    s->writing != NULL)
+		return;
+	if (!s->active)
+		sched_run_end(s, "stopped");
+	else if (!s->maybe_more || s->run_left == 0)
+		sched_run_end(s, "done");
+	else
+		sched_claim(s);
+}
+
+static void
+sched_arm_flush(struct sched *s, int64_t delay_ms)
+{
+	struct timeval tv = util_tv(delay_ms);
+
+	if (!event_pending(s->ev_flush, EV_TIMEOUT, NULL))
+		event_add(s->ev_flush, &tv);
+}
+
+static void
+sched_on_recorded(void *arg, const struct recorded *rows, size_t n,
+    const char *err)
+{
+	struct sched *s = arg;
+	size_t nwriting = s->nwriting;
+
+	if (err != NULL) {
+		/* Keep them: the write is guarded, so trying again is safe
+		 * whether or not the lost one committed. */
+		sched_db_trouble(s, "could not record outcomes, will retry",
+		    err);
+		if (s->npending + nwriting > s->cap_pending) {
+			s->cap_pending = s->npending + nwriting;
+			s->pending = realloc(s->pending,
+			    s->cap_pending * sizeof(*s->pending));
+			if (s->pending == NULL)
+				abort();
+		}
+		memcpy(s->pending + s->npending, s->writing,
+		    nwriting * sizeof(*s->writing));
+		s->npending += nwriting;
+		free(s->writing);
+		s->writing = NULL;
+		s->nwriting = 0;
+		sched_arm_flush(s, SCHED_DB_RETRY_MS);
+		return;
+	}
+	s->db_warned = false;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(rows[i].status, "sent") == 0) {
+			log_info("scheduler", "message sent", "{s:I, s:s?}",
+			    "id", (json_int_t)rows[i].id, "messageId",
+			    rows[i].response_id);
+			if (cache_put_sent(s->redis, rows[i].id,
+			    rows[i].response_id, rows[i].sent_at,
+			    s->cfg->cache_ttl_ms) != 0)
+				continue;
+		} else if (strcmp(rows[i].status, "failed") == 0) {
+			log_warn("scheduler", "message failed", "{s:I}", "id",
+			    (json_int_t)rows[i].id);
+		}
+	}
+	if (n < nwriting)
+		log_warn("scheduler", "outcomes not recorded: lease lost",
+		    "{s:I}", "count", (json_int_t)(nwriting - n));
+	for (size_t i = 0; i < nwriting; i++)
+		outcome_fini(&s->writing[i]);
+	free(s->writing);
+	s->writing = NULL;
+	s->nwriting = 0;
+	if (s->npending > 0)
+		sched_arm_flush(s, 0);
+	sched_window_check(s);
+}
+
+static void
+sched_on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched *s = arg;
+
+	UNUSED(fd);
+	UNUSED(what);
+	if (s->writing != NULL || s->npending == 0)
+		return;
+	s->writing = s->pending;
+	s->nwriting = s->npending;
+	s->pending = NULL;
+	s->npending = s->cap_pending = 0;
+	if (store_record_outcomes(s->pg, s->writing, s->nwriting,
+	    sched_on_recorded, s) != 0)
+		sched_on_recorded(s, NULL, 0, "database unavailable");
+}
+
+static void
+sched_on_delivered(void *arg, const struct webhook_result *res)
+{
+	struct delivery *d = arg;
+	struct sched *s = d->s;
+	struct outcome *o;
+
+	s->sending--;
+	if (res->aborted) {
+		/* Nothing is known: the lease runs out and it is sent again. */
+		free(d);
+		sched_window_check(s);
+		return;
+	}
+	if (s->npending == s->cap_pending) {
+		s->cap_pending = s->cap_pending ? s->cap_pending * 2 : 16;
+		s->pending = realloc(s->pending,
+		    s->cap_pending * sizeof(*s->pending));
+		if (s->pending == NULL)
+			abort();
+	}
+	o = &s->pending[s->npending++];
+	outcome_decide(o, res, d->retry_count, s->cfg->max_attempts,
+	    s->cfg->retry_base_delay_ms);
+	memcpy(o->lease_token, d->lease_token, sizeof(o->lease_token));
+	if (o->warn_no_id)
+		log_warn("scheduler", "webhook accepted without a messageId",
+		    "{s:I, s:i}", "id", (json_int_t)d->id, "status",
+		    (int)res->http_status);
+	if (o->kind != OUTCOME_SENT)
+		log_info("scheduler", "delivery attempt failed",
+		    "{s:I, s:s, s:s, s:I}", "id", (json_int_t)d->id,
+		    "error", o->error, "next", outcome_status(o->kind),
+		    "retry_in_ms", (json_int_t)o->delay_ms);
+	free(d);
+	sched_arm_flush(s, 0);
+}
+
+static void
+sched_on_claimed(void *arg, const struct claimed *rows, size_t n,
+    const char *err)
+{
+	struct sched *s = arg;
+
+	if (err != NULL) {
+		if (s->active)
+			sched_wait_db(s, err);
+		else
+			sched_run_end(s, "stopped");
+		return;
+	}
+	s->run = RUN_SENDING;
+	s->db_warned = false;
+	s->maybe_more = (long long)n == s->window;
+	if (s->run_left > 0)
+		s->run_left -= (long long)n;
+	for (size_t i = 0; i < n; i++) {
+		struct delivery *d = xcalloc(1, sizeof(*d));
+
+		d->s = s;
+		d->id = rows[i].id;
+		d->retry_count = rows[i].retry_count;
+		snprintf(d->lease_token, sizeof(d->lease_token), "%s",
+		    rows[i].lease_token);
+		if (webhook_post(s->wh, rows[i].id, rows[i].recipient,
+		    rows[i].content, sched_on_delivered, d) != 0) {
+			/* Cannot happen while windows fit the capacity; if it
+			 * does, the lease makes the message due again. */
+			log_error("scheduler", "webhook refused a request",
+			    "{s:I}", "id", (json_int_t)rows[i].id);
+			free(d);
+			continue;
+		}
+		s->sending++;
+	}
+	if (n > 0)
+		log_debug("scheduler", "claimed", "{s:I}", "count",
+		    (json_int_t)n);
+	sched_window_check(s);
+}
+
+static void
+sched_claim(struct sched *s)
+{
+	size_t room = webhook_capacity(s->wh);
+	long long want = (long long)room;
+	int64_t lease = 2 * s->cfg->webhook_timeout_ms + SCHED_LEASE_MARGIN_MS;
+
+	if (s->run_left >= 0 && s->run_left < want)
+		want = s->run_left;
+	if (want <= 0) {
+		sched_run_end(s, "no capacity");
+		return;
+	}
+	s->run = RUN_CLAIMING;
+	s->window = want;
+	if (store_claim_due(s->pg, (int)want, lease, sched_on_claimed, s) != 0)
+		sched_wait_db(s, "database unavailable");
+}
+
+static void
+sched_on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched *s = arg;
+
+	UNUSED(fd);
+	UNUSED(what);
+	if (s->run != RUN_WAITING)
+		return;
+	if (!s->active)
+		sched_run_end(s, "stopped");
+	else
+		sched_claim(s);
+}
+
+static void
+sched_run_begin(struct sched *s, long long quota, const char *why)
+{
+	if (!s->active)
+		return;
+	if (s->run != RUN_IDLE) {
+		log_info("scheduler", "tick skipped: previous run still in "
+		    "progress", "{s:s}", "trigger", why);
+		return;
+	}
+	log_debug("scheduler", "run started", "{s:s, s:I}", "trigger", why,
+	    "quota", (json_int_t)quota);
+	s->run_left = quota;
+	sched_claim(s);
+}
+
+static void
+sched_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched *s = arg;
+
+	UNUSED(fd);
+	UNUSED(what);
+	sched_run_begin(s, s->cfg->scheduler_batch_size > 0 ?
+	    s->cfg->scheduler_batch_size : -1, "tick");
+}
+
 struct sched *
-sched_new(struct event_base *base, const struct config *cfg)
+sched_new(struct event_base *base, const struct config *cfg,
+    struct pg_conn *pg, struct webhook *wh, struct redis_client *redis)
 {
 	struct sched *s = xcalloc(1, sizeof(*s));
 
-	UNUSED(base);
 	s->cfg = cfg;
+	s->pg = pg;
+	s->wh = wh;
+	s->redis = redis;
+	s->ev_tick = event_new(base, -1, EV_PERSIST, sched_on_tick, s);
+	s->ev_flush = evtimer_new(base, sched_on_flush, s);
+	s->ev_retry = evtimer_new(base, sched_on_retry, s);
 	return s;
 }
 
 bool
 sched_start(struct sched *s)
 {
+	struct timeval tv = util_tv(s->cfg->scheduler_interval_ms);
+
 	if (s->active)
 		return false;
 	s->active = true;
-	log_info("scheduler", "automatic sending started", "{s:I, s:i}",
+	event_add(s->ev_tick, &tv);
+	log_info("scheduler", "automatic sending started", "{s:I, s:i, s:b}",
 	    "interval_ms", (json_int_t)s->cfg->scheduler_interval_ms,
-	    "batch_size", s->cfg->scheduler_batch_size);
+	    "batch_size", s->cfg->scheduler_batch_size,
+	    "drain", s->cfg->drain_on_start);
+	if (s->cfg->drain_on_start)
+		sched_run_begin(s, -1, "drain on start");
 	return true;
 }
 
@@ -40,7 +377,13 @@ sched_stop(struct sched *s)
 	if (!s->active)
 		return false;
 	s->active = false;
-	log_info("scheduler", "automatic sending stopped", NULL);
+	event_del(s->ev_tick);
+	if (s->run == RUN_WAITING) {
+		event_del(s->ev_retry);
+		sched_run_end(s, "stopped");
+	}
+	log_info("scheduler", "automatic sending stopped", "{s:I}",
+	    "in_flight", (json_int_t)s->sending);
 	return true;
 }
 
@@ -50,8 +393,40 @@ sched_is_active(const struct sched *s)
 	return s->active;
 }
 
+bool
+sched_busy(const struct sched *s)
+{
+	return s->run == RUN_CLAIMING || s->sending > 0 || s->npending > 0 ||
+	    s->writing != NULL;
+}
+
+size_t
+sched_inflight(const struct sched *s)
+{
+	return s->sending;
+}
+
+size_t
+sched_unrecorded(const struct sched *s)
+{
+	return s->npending + s->nwriting;
+}
+
+/* The webhook and database are freed first by the app, so every callback
+ * that could touch us has already run. */
 void
 sched_free(struct sched *s)
 {
+	if (s == NULL)
+		return;
+	for (size_t i = 0; i < s->npending; i++)
+		outcome_fini(&s->pending[i]);
+	free(s->pending);
+	for (size_t i = 0; i < s->nwriting; i++)
+		outcome_fini(&s->writing[i]);
+	free(s->writing);
+	event_free(s->ev_tick);
+	event_free(s->ev_flush);
+	event_free(s->ev_retry);
 	free(s);
 }

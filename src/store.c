@@ -2,7 +2,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "outcome.h"
 #include "pg.h"
+#include "pgarray.h"
 #include "store.h"
 #include "util.h"
 
@@ -15,6 +17,8 @@ struct store_call {
 	union {
 		store_id_cb id;
 		store_list_cb list;
+		store_claim_cb claim;
+		store_record_cb record;
 	} cb;
 	void *arg;
 };
@@ -107,6 +111,150 @@ store_list_sent(struct pg_conn *pg, int limit, int offset, store_list_cb cb,
 	    "response_id FROM messages WHERE status = 'sent' "
 	    "ORDER BY sent_at DESC, id DESC LIMIT $1 OFFSET $2",
 	    2, params, store_on_listed, c) != 0) {
+		free(c);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+store_on_claimed(void *arg, const PGresult *res, const char *err)
+{
+	struct store_call *c = arg;
+	struct claimed *rows = NULL;
+	size_t n = 0;
+
+	if (err == NULL) {
+		n = (size_t)PQntuples(res);
+		rows = xcalloc(n, sizeof(*rows));
+		for (size_t i = 0; i < n; i++) {
+			int r = (int)i;
+
+			rows[i].id = strtoll(PQgetvalue(res, r, 0), NULL, 10);
+			rows[i].recipient = PQgetvalue(res, r, 1);
+			rows[i].content = PQgetvalue(res, r, 2);
+			rows[i].retry_count = atoi(PQgetvalue(res, r, 3));
+			rows[i].lease_token = PQgetvalue(res, r, 4);
+		}
+	}
+	c->cb.claim(c->arg, rows, n, err);
+	free(rows);
+	free(c);
+}
+
+/* next_attempt_at moves to the lease's end, so the due index alone finds
+ * both new messages and claims abandoned by a crashed sender. */
+int
+store_claim_due(struct pg_conn *pg, int limit, int64_t lease_ms,
+    store_claim_cb cb, void *arg)
+{
+	char lim[16], lease[24];
+	const char *params[] = { lim, lease };
+	struct store_call *c = store_call_new(arg);
+
+	snprintf(lim, sizeof(lim), "%d", limit);
+	snprintf(lease, sizeof(lease), "%lld", (long long)lease_ms);
+	c->cb.claim = cb;
+	if (pg_query(pg,
+	    "WITH due AS ("
+	    " SELECT id FROM messages"
+	    " WHERE status = 'pending' AND next_attempt_at <= now()"
+	    " ORDER BY next_attempt_at, id LIMIT $1"
+	    " FOR UPDATE SKIP LOCKED),"
+	    " claim AS (SELECT gen_random_uuid() AS token,"
+	    " now() + $2::bigint * interval '1 millisecond' AS until)"
+	    " UPDATE messages m SET lease_token = claim.token,"
+	    " lease_until = claim.until, next_attempt_at = claim.until"
+	    " FROM due, claim WHERE m.id = due.id"
+	    " RETURNING m.id, m.recipient, m.content, m.retry_count,"
+	    " m.lease_token",
+	    2, params, store_on_claimed, c) != 0) {
+		free(c);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+store_on_recorded(void *arg, const PGresult *res, const char *err)
+{
+	struct store_call *c = arg;
+	struct recorded *rows = NULL;
+	size_t n = 0;
+
+	if (err == NULL) {
+		n = (size_t)PQntuples(res);
+		rows = xcalloc(n, sizeof(*rows));
+		for (size_t i = 0; i < n; i++) {
+			int r = (int)i;
+
+			rows[i].id = strtoll(PQgetvalue(res, r, 0), NULL, 10);
+			rows[i].status = PQgetvalue(res, r, 1);
+			rows[i].sent_at = store_text(res, r, 2);
+			rows[i].response_id = store_text(res, r, 3);
+		}
+	}
+	c->cb.record(c->arg, rows, n, err);
+	free(rows);
+	free(c);
+}
+
+int
+store_record_outcomes(struct pg_conn *pg, const struct outcome *o, size_t n,
+    store_record_cb cb, void *arg)
+{
+	struct pgarray ids, tokens, statuses, codes, rids, errors, retries,
+	    delays;
+	struct pgarray *all[] = { &ids, &tokens, &statuses, &codes, &rids,
+	    &errors, &retries, &delays };
+	const char *params[ARRAY_LEN(all)];
+	struct store_call *c = store_call_new(arg);
+	int rc;
+
+	for (size_t k = 0; k < ARRAY_LEN(all); k++)
+		pgarray_init(all[k]);
+	for (size_t i = 0; i < n; i++) {
+		char num[4][24];
+
+		snprintf(num[0], sizeof(num[0]), "%lld", (long long)o[i].id);
+		snprintf(num[1], sizeof(num[1]), "%ld", o[i].code);
+		snprintf(num[2], sizeof(num[2]), "%d", o[i].retry_count);
+		snprintf(num[3], sizeof(num[3]), "%lld",
+		    (long long)o[i].delay_ms);
+		pgarray_add(&ids, num[0]);
+		pgarray_add(&tokens, o[i].lease_token);
+		pgarray_add(&statuses, outcome_status(o[i].kind));
+		pgarray_add(&codes, o[i].code ? num[1] : NULL);
+		pgarray_add(&rids, o[i].response_id);
+		pgarray_add(&errors, o[i].error);
+		pgarray_add(&retries, num[2]);
+		pgarray_add(&delays, num[3]);
+	}
+	for (size_t k = 0; k < ARRAY_LEN(all); k++)
+		params[k] = pgarray_text(all[k]);
+	c->cb.record = cb;
+	rc = pg_query(pg,
+	    "UPDATE messages m SET status = o.status,"
+	    " sent_at = CASE WHEN o.status = 'sent' THEN now() ELSE m.sent_at END,"
+	    " response_code = o.code,"
+	    " response_id = COALESCE(o.response_id, m.response_id),"
+	    " error_message = o.error,"
+	    " retry_count = o.retries,"
+	    " last_attempt_at = now(),"
+	    " next_attempt_at = CASE WHEN o.status = 'pending'"
+	    "  THEN now() + o.delay * interval '1 millisecond'"
+	    "  ELSE m.next_attempt_at END,"
+	    " lease_until = NULL"
+	    " FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[],"
+	    "  $5::text[], $6::text[], $7::int[], $8::bigint[])"
+	    "  AS o(id, token, status, code, response_id, error, retries, delay)"
+	    " WHERE m.id = o.id AND m.status = 'pending'"
+	    "  AND m.lease_token = o.token AND m.lease_until IS NOT NULL"
+	    " RETURNING m.id, m.status, " STORE_TS("m.sent_at") ", m.response_id",
+	    (int)ARRAY_LEN(all), params, store_on_recorded, c);
+	for (size_t k = 0; k < ARRAY_LEN(all); k++)
+		pgarray_fini(all[k]);
+	if (rc != 0) {
 		free(c);
 		return -1;
 	}

@@ -1,0 +1,37 @@
+/* outcome.h - what one webhook attempt means for its message: sent, try
+ * again later, or failed for good. Pure: no I/O, unit-tested. */
+#ifndef GOPULSE_OUTCOME_H
+#define GOPULSE_OUTCOME_H
+
+#include <stdint.h>
+
+#include "webhook.h"
+
+#define OUTCOME_MAX_DELAY_MS (3600LL * 1000)
+#define OUTCOME_JITTER_PCT 20
+
+enum outcome_kind { OUTCOME_SENT, OUTCOME_RETRY, OUTCOME_FAILED };
+
+struct outcome {
+	int64_t id;
+	char lease_token[40];
+	enum outcome_kind kind;
+	long code;		/* HTTP status, 0 when none */
+	char *response_id;	/* the reply's messageId; owned, may be NULL */
+	char *error;		/* owned, NULL when sent */
+	int64_t delay_ms;	/* until the next attempt, for OUTCOME_RETRY */
+	int retry_count;	/* after this attempt */
+	bool warn_no_id;	/* 2xx without a usable messageId */
+};
+
+/* retry_count: failed attempts before this one. */
+void outcome_decide(struct outcome *o, const struct webhook_result *res,
+    int retry_count, int max_attempts, int64_t base_delay_ms);
+/* attempt is 1-based: base * 2^(attempt-1), +-20 %, at most 1 h; a
+ * Retry-After (seconds, >= 0) replaces it. */
+int64_t outcome_retry_delay_ms(int attempt, int64_t base_ms,
+    int64_t retry_after_s);
+const char *outcome_status(enum outcome_kind kind);
+void outcome_fini(struct outcome *o);
+
+#endif

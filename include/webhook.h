@@ -1,0 +1,75 @@
+/* webhook.h - the webhook client: curl multi's socket API on our loop.
+ *
+ * One multi handle for the life of the object keeps HTTP/1.1 connections
+ * alive between posts. At most `concurrency` posts are in flight; a post
+ * counts as in flight until its callback has started. Every accepted
+ * post's callback runs exactly once, from the loop, never inside
+ * webhook_post, and after curl is done with the transfer, so a callback
+ * may post again (the slot it held is already free) or abort.
+ */
+#ifndef GOPULSE_WEBHOOK_H
+#define GOPULSE_WEBHOOK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "common.h"
+
+/* Largest reply body kept; the rest is read and dropped. */
+#define WEBHOOK_BODY_MAX (64 * 1024)
+
+struct webhook_result {
+	int64_t id;
+	long http_status;	/* 0 when no HTTP answer */
+	int curl_code;		/* CURLE_OK or the error */
+	/* curl's error text or a short reason; NULL on CURLE_OK */
+	const char *error;
+	/* Reply body, NUL-terminated, "" when none; borrowed for the call */
+	const char *body;
+	size_t body_len;
+	bool body_truncated;	/* more than WEBHOOK_BODY_MAX came */
+	/* Retry-After (delta-seconds or HTTP-date), -1 when absent/invalid */
+	int64_t retry_after_s;
+	int64_t elapsed_ms;	/* from the post, queueing included */
+	bool aborted;		/* webhook_abort_all: outcome unknown */
+};
+
+typedef void (*webhook_done_cb)(void *arg, const struct webhook_result *res);
+
+struct webhook;
+
+/* auth_key "" = no x-ins-auth-key header. Call curl_global_init first. */
+struct webhook *webhook_new(struct event_base *base, const char *url,
+    const char *auth_key, int64_t timeout_ms, int concurrency);
+/* Aborts what is left (callbacks run, aborted = true), then cleans up the
+ * multi handle: call it before freeing the base. Called inside a callback,
+ * the rest is delivered at once but the cleanup waits until that callback
+ * returns, so don't free the base from inside a callback. */
+void webhook_free(struct webhook *wh);
+
+/* POST {"to": to, "content": content} to the url. -1 when `concurrency`
+ * posts are already in flight, the body cannot be built (NULL or invalid
+ * UTF-8) or the client is being freed: cb never runs. Otherwise cb runs
+ * exactly once, never inside webhook_post. */
+int webhook_post(struct webhook *wh, int64_t id, const char *to,
+    const char *content, webhook_done_cb cb, void *arg) MUSTCHECK;
+
+size_t webhook_inflight(const struct webhook *wh);
+/* concurrency - inflight */
+size_t webhook_capacity(const struct webhook *wh);
+
+/* Removes every transfer from curl; each callback runs before this
+ * returns, with aborted = true, http_status 0, curl_code
+ * CURLE_ABORTED_BY_CALLBACK and error "aborted" (posts already finished
+ * but not yet delivered keep their real outcome). For the shutdown
+ * deadline; safe inside a callback. */
+void webhook_abort_all(struct webhook *wh);
+
+/* Retry-After value to seconds from now (a past date gives 0), or -1 when
+ * it is neither delta-seconds nor an HTTP-date. now = wall clock seconds. */
+int64_t webhook_parse_retry_after(const char *value, int64_t now);
+
+#endif

@@ -1,0 +1,595 @@
+/* webhook.c - the webhook client: curl multi's socket API on our loop.
+ *
+ * curl is only ever called from libevent callbacks (socket events, the one
+ * timer) or from our public functions, never from curl's own callbacks,
+ * which answer CURLM_RECURSIVE_API_CALL in 7.88. Finished transfers are
+ * taken off curl at once and parked on a list; a separate loop event hands
+ * them to their callers, so no caller code runs while curl is on the stack.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "log.h"
+#include "util.h"
+#include "webhook.h"
+
+#define WEBHOOK_CONNECT_TIMEOUT_MS 5000
+#define WEBHOOK_USER_AGENT "gopulse-messages/" GOPULSE_VERSION
+/* RFC 9111 1.2.2: a delta-seconds too large to represent counts as 2^31. */
+#define WEBHOOK_DELTA_MAX 2147483648LL
+/* Longer Retry-After values are nonsense; they are ignored, not cut. */
+#define WEBHOOK_RA_MAX 64
+
+/* One socket curl wants watched, attached to it with curl_multi_assign. */
+struct webhook_sock {
+	LIST_ENTRY(webhook_sock) link;
+	struct webhook *wh;
+	int what;		/* CURL_POLL_* the event is set for */
+	struct event *ev;
+};
+
+struct webhook_xfer {
+	TAILQ_ENTRY(webhook_xfer) link;
+	CURL *easy;		/* NULL once curl is done with it */
+	struct curl_slist *headers;
+	char *req_body;		/* POSTFIELDS: lives as long as easy */
+	int64_t id;
+	webhook_done_cb cb;
+	void *arg;
+	int64_t started_ms;
+	char errbuf[CURL_ERROR_SIZE];
+	char *body;
+	size_t body_len;
+	bool body_truncated;
+	int64_t retry_after_s;
+	/* The outcome, read before the handle leaves the multi. */
+	CURLcode code;
+	long http_status;
+	long new_conns;
+	int64_t elapsed_ms;
+	bool aborted;
+};
+
+TAILQ_HEAD(webhook_xfer_list, webhook_xfer);
+
+struct webhook {
+	struct event_base *base;
+	CURLM *multi;
+	struct event *ev_timer;
+	struct event *ev_deliver;
+	char *url;
+	char *auth_header;	/* NULL when no key is set */
+	int64_t timeout_ms;
+	size_t concurrency;
+	size_t inflight;	/* running + done, until the callback starts */
+	struct webhook_xfer_list running;
+	struct webhook_xfer_list done;
+	LIST_HEAD(, webhook_sock) socks;
+	int depth;		/* deliveries on the stack */
+	bool freeing;
+};
+
+/* Allocation failures abort, as xmalloc does. */
+static void
+webhook_oom(void)
+{
+	log_error("webhook", "out of memory", NULL);
+	abort();
+}
+
+static struct event *
+webhook_event_new(struct event_base *base, evutil_socket_t fd, short what,
+    event_callback_fn cb, void *arg)
+{
+	struct event *ev = event_new(base, fd, what, cb, arg);
+
+	if (ev == NULL)
+		webhook_oom();
+	return ev;
+}
+
+/* ---- Retry-After ---- */
+
+int64_t
+webhook_parse_retry_after(const char *value, int64_t now)
+{
+	const char *p = value, *end;
+	char buf[WEBHOOK_RA_MAX];
+	time_t t, tnow = (time_t)now;
+	size_t len;
+
+	if (value == NULL)
+		return -1;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	end = p + strlen(p);
+	while (end > p && isspace((unsigned char)end[-1]))
+		end--;
+	len = (size_t)(end - p);
+	if (len == 0)
+		return -1;
+	if (strspn(p, "0123456789") == len) {
+		int64_t secs = 0;
+
+		for (; p < end; p++) {
+			secs = secs * 10 + (*p - '0');
+			if (secs >= WEBHOOK_DELTA_MAX)
+				return WEBHOOK_DELTA_MAX;
+		}
+		return secs;
+	}
+	if (len >= sizeof(buf))
+		return -1;
+	memcpy(buf, p, len);
+	buf[len] = '\0';
+	/* curl's own date parser takes all three HTTP-date forms (IMF-fixdate,
+	 * RFC 850, asctime), as the curl tool does for --retry. */
+	t = curl_getdate(buf, &tnow);
+	if (t < 0)
+		return -1;
+	return t > tnow ? (int64_t)(t - tnow) : 0;
+}
+
+/* ---- curl's callbacks: they record, they never call back into curl ---- */
+
+static size_t
+webhook_on_write(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct webhook_xfer *x = arg;
+	size_t n = size * nmemb;
+	size_t room = WEBHOOK_BODY_MAX - x->body_len;
+	size_t keep = n < room ? n : room;
+
+	if (keep < n)
+		x->body_truncated = true;
+	/* Chunks come in up to 16 KiB: a few reallocs per reply at most. */
+	if (keep > 0) {
+		char *body = realloc(x->body, x->body_len + keep + 1);
+
+		if (body == NULL)
+			webhook_oom();
+		x->body = body;
+		memcpy(x->body + x->body_len, data, keep);
+		x->body_len += keep;
+		x->body[x->body_len] = '\0';
+	}
+	/* Anything short of n fails the transfer: the excess is dropped on
+	 * purpose, the answer still counts. */
+	return n;
+}
+
+static size_t
+webhook_on_header(char *line, size_t size, size_t nitems, void *arg)
+{
+	static const char name[] = "retry-after:";
+	const size_t nlen = sizeof(name) - 1;
+	struct webhook_xfer *x = arg;
+	size_t n = size * nitems;
+	char value[WEBHOOK_RA_MAX];
+
+	/* Every response, interim 1xx ones too, opens with its status line:
+	 * only the final one's header may count. */
+	if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+		x->retry_after_s = -1;
+	} else if (n > nlen && strncasecmp(line, name, nlen) == 0) {
+		if (n - nlen >= sizeof(value)) {
+			x->retry_after_s = -1;
+			return n;
+		}
+		memcpy(value, line + nlen, n - nlen);
+		value[n - nlen] = '\0';
+		x->retry_after_s = webhook_parse_retry_after(value,
+		    util_wall_ms() / 1000);
+	}
+	return n;
+}
+
+static void webhook_on_io(evutil_socket_t fd, short events, void *arg);
+
+static void
+webhook_sock_free(struct webhook_sock *s)
+{
+	LIST_REMOVE(s, link);
+	event_free(s->ev);
+	free(s);
+}
+
+/* REMOVE may come for an fd never announced, or after curl closed it; a
+ * closed fd's event_del fails quietly in libevent, which is fine. */
+static int
+webhook_on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
+    void *sockp)
+{
+	struct webhook *wh = userp;
+	struct webhook_sock *s = sockp;
+	short kind = EV_PERSIST;
+
+	UNUSED(easy);
+	if (what == CURL_POLL_REMOVE) {
+		if (s != NULL)
+			webhook_sock_free(s);
+		return 0;
+	}
+	if (s == NULL) {
+		s = xcalloc(1, sizeof(*s));
+		s->wh = wh;
+		s->what = -1;
+		s->ev = webhook_event_new(wh->base, fd, 0, webhook_on_io, s);
+		LIST_INSERT_HEAD(&wh->socks, s, link);
+		curl_multi_assign(wh->multi, fd, s);
+	}
+	if (s->what == what)
+		return 0;
+	if (what & CURL_POLL_IN)
+		kind |= EV_READ;
+	if (what & CURL_POLL_OUT)
+		kind |= EV_WRITE;
+	event_del(s->ev);
+	event_assign(s->ev, wh->base, fd, kind, webhook_on_io, s);
+	event_add(s->ev, NULL);
+	s->what = what;
+	return 0;
+}
+
+static int
+webhook_on_timer_set(CURLM *multi, long timeout_ms, void *userp)
+{
+	struct webhook *wh = userp;
+
+	UNUSED(multi);
+	if (timeout_ms < 0) {
+		evtimer_del(wh->ev_timer);
+	} else {
+		struct timeval tv = util_tv(timeout_ms);
+
+		evtimer_add(wh->ev_timer, &tv);
+	}
+	/* -1 would mark the multi handle dead for good. */
+	return 0;
+}
+
+/* ---- driving curl from the loop ---- */
+
+static void
+webhook_xfer_free(struct webhook_xfer *x)
+{
+	if (x->easy != NULL)
+		curl_easy_cleanup(x->easy);
+	curl_slist_free_all(x->headers);
+	free(x->req_body);
+	free(x->body);
+	free(x);
+}
+
+/* Takes x off curl for good and parks it for delivery. */
+static void
+webhook_xfer_retire(struct webhook *wh, struct webhook_xfer *x)
+{
+	curl_multi_remove_handle(wh->multi, x->easy);
+	curl_easy_cleanup(x->easy);
+	x->easy = NULL;
+	x->elapsed_ms = util_now_ms() - x->started_ms;
+	TAILQ_REMOVE(&wh->running, x, link);
+	TAILQ_INSERT_TAIL(&wh->done, x, link);
+}
+
+static void
+webhook_collect(struct webhook *wh)
+{
+	CURLMsg *msg;
+	int left;
+
+	while ((msg = curl_multi_info_read(wh->multi, &left)) != NULL) {
+		struct webhook_xfer *x;
+		char *priv = NULL;
+		CURL *easy = msg->easy_handle;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+		x = (void *)priv;
+		/* msg belongs to curl and dies with remove_handle: read
+		 * everything first. */
+		x->code = msg->data.result;
+		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE,
+		    &x->http_status);
+		curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &x->new_conns);
+		webhook_xfer_retire(wh, x);
+	}
+	if (!TAILQ_EMPTY(&wh->done))
+		event_active(wh->ev_deliver, EV_TIMEOUT, 0);
+}
+
+static void
+webhook_drive(struct webhook *wh, curl_socket_t fd, int flags)
+{
+	int running;
+	CURLMcode rc = curl_multi_socket_action(wh->multi, fd, flags, &running);
+
+	if (rc != CURLM_OK)
+		log_error("webhook", "curl multi failed", "{s:s}", "reason",
+		    curl_multi_strerror(rc));
+	webhook_collect(wh);
+}
+
+static void
+webhook_on_io(evutil_socket_t fd, short events, void *arg)
+{
+	struct webhook_sock *s = arg;
+	int flags = 0;
+
+	if (events & EV_READ)
+		flags |= CURL_CSELECT_IN;
+	if (events & EV_WRITE)
+		flags |= CURL_CSELECT_OUT;
+	/* s may be freed inside socket_action; wh outlives it. */
+	webhook_drive(s->wh, fd, flags);
+}
+
+static void
+webhook_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	UNUSED(fd);
+	UNUSED(what);
+	webhook_drive(arg, CURL_SOCKET_TIMEOUT, 0);
+}
+
+/* ---- delivering to our callers ---- */
+
+static void
+webhook_report(struct webhook_xfer *x)
+{
+	struct webhook_result res = {
+		.id = x->id,
+		.http_status = x->http_status,
+		.curl_code = x->code,
+		.body = x->body != NULL ? x->body : "",
+		.body_len = x->body_len,
+		.body_truncated = x->body_truncated,
+		.retry_after_s = x->retry_after_s,
+		.elapsed_ms = x->elapsed_ms,
+		.aborted = x->aborted,
+	};
+
+	if (x->aborted) {
+		res.http_status = 0;
+		res.curl_code = CURLE_ABORTED_BY_CALLBACK;
+		res.error = "aborted";
+		res.body = "";
+		res.body_len = 0;
+		res.body_truncated = false;
+		res.retry_after_s = -1;
+	} else if (x->code != CURLE_OK) {
+		res.error = x->errbuf[0] ? x->errbuf :
+		    curl_easy_strerror(x->code);
+	}
+	/* Never the key, the content or the url (it may carry userinfo). */
+	log_debug("webhook", "request finished",
+	    "{s:I, s:i, s:I, s:i, s:s?, s:i, s:b}", "id", (json_int_t)res.id,
+	    "status", (int)res.http_status, "elapsed_ms",
+	    (json_int_t)res.elapsed_ms, "curl_code", res.curl_code, "error",
+	    res.error, "new_connections", (int)x->new_conns, "aborted",
+	    res.aborted);
+	x->cb(x->arg, &res);
+}
+
+static void
+webhook_destroy(struct webhook *wh)
+{
+	/* cleanup closes cached connections through our socket and timer
+	 * callbacks, so everything they touch is still alive here. */
+	curl_multi_cleanup(wh->multi);
+	while (!LIST_EMPTY(&wh->socks))
+		webhook_sock_free(LIST_FIRST(&wh->socks));
+	event_free(wh->ev_timer);
+	event_free(wh->ev_deliver);
+	free(wh->auth_header);
+	free(wh->url);
+	free(wh);
+}
+
+/* The only place callbacks run. One at a time off the head, so a callback
+ * that posts, aborts or frees finds the lists consistent. The outermost
+ * delivery of a freeing client destroys it: callers return right after. */
+static void
+webhook_deliver(struct webhook *wh)
+{
+	struct webhook_xfer *x;
+
+	wh->depth++;
+	while ((x = TAILQ_FIRST(&wh->done)) != NULL) {
+		TAILQ_REMOVE(&wh->done, x, link);
+		wh->inflight--;
+		webhook_report(x);
+		webhook_xfer_free(x);
+	}
+	if (--wh->depth == 0 && wh->freeing)
+		webhook_destroy(wh);
+}
+
+static void
+webhook_on_deliver(evutil_socket_t fd, short what, void *arg)
+{
+	UNUSED(fd);
+	UNUSED(what);
+	webhook_deliver(arg);
+}
+
+/* ---- public ---- */
+
+struct webhook *
+webhook_new(struct event_base *base, const char *url, const char *auth_key,
+    int64_t timeout_ms, int concurrency)
+{
+	struct webhook *wh = xcalloc(1, sizeof(*wh));
+	long conns = concurrency > 0 ? concurrency : 1;
+	CURLM *m;
+
+	wh->base = base;
+	wh->url = xstrdup(url);
+	if (auth_key != NULL && *auth_key != '\0')
+		wh->auth_header = xasprintf("x-ins-auth-key: %s", auth_key);
+	wh->timeout_ms = timeout_ms;
+	wh->concurrency = (size_t)conns;
+	TAILQ_INIT(&wh->running);
+	TAILQ_INIT(&wh->done);
+	LIST_INIT(&wh->socks);
+	wh->ev_timer = webhook_event_new(base, -1, 0, webhook_on_timer, wh);
+	wh->ev_deliver = webhook_event_new(base, -1, 0, webhook_on_deliver, wh);
+	if ((wh->multi = curl_multi_init()) == NULL)
+		webhook_oom();
+	m = wh->multi;
+	curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, webhook_on_socket);
+	curl_multi_setopt(m, CURLMOPT_SOCKETDATA, wh);
+	curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, webhook_on_timer_set);
+	curl_multi_setopt(m, CURLMOPT_TIMERDATA, wh);
+	/* One idle keep-alive connection per slot stays cached for reuse;
+	 * the default cache would grow to 4x and the host cap is none. */
+	curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, conns);
+	curl_multi_setopt(m, CURLMOPT_MAX_HOST_CONNECTIONS, conns);
+	log_info("webhook", "webhook client ready", "{s:I, s:i, s:b}",
+	    "timeout_ms", (json_int_t)timeout_ms, "concurrency", (int)conns,
+	    "auth_key_set", wh->auth_header != NULL);
+	return wh;
+}
+
+static int
+webhook_header(struct curl_slist **list, const char *h)
+{
+	struct curl_slist *l = curl_slist_append(*list, h);
+
+	if (l == NULL)
+		return -1;
+	*list = l;
+	return 0;
+}
+
+static int
+webhook_setup(struct webhook *wh, struct webhook_xfer *x)
+{
+	CURL *e = x->easy;
+	long timeout = (long)wh->timeout_ms;
+	long connect = timeout < WEBHOOK_CONNECT_TIMEOUT_MS ? timeout :
+	    WEBHOOK_CONNECT_TIMEOUT_MS;
+	char id[48];
+	int bad = 0;
+	int rc;
+
+	snprintf(id, sizeof(id), "webhook-id: msg_%lld", (long long)x->id);
+	bad |= webhook_header(&x->headers, "Content-Type: application/json");
+	bad |= webhook_header(&x->headers, "Accept: application/json");
+	bad |= webhook_header(&x->headers, id);
+	if (wh->auth_header != NULL)
+		bad |= webhook_header(&x->headers, wh->auth_header);
+	/* Without this curl may wait up to 1 s for a 100 Continue. */
+	bad |= webhook_header(&x->headers, "Expect:");
+	if (bad)
+		return -1;
+	rc = curl_easy_setopt(e, CURLOPT_URL, wh->url);
+	rc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	rc |= curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	rc |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	rc |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+	    (long)CURL_HTTP_VERSION_1_1);
+	rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+	    (curl_off_t)strlen(x->req_body));
+	rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->req_body);
+	rc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+	rc |= curl_easy_setopt(e, CURLOPT_USERAGENT, WEBHOOK_USER_AGENT);
+	rc |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
+	rc |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect);
+	rc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	/* Ending a transfer mid-resolve detaches the resolver thread instead
+	 * of joining it on our only thread. */
+	rc |= curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
+	rc |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+	rc |= curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+	rc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, webhook_on_write);
+	rc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+	rc |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, webhook_on_header);
+	rc |= curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+	return rc != CURLE_OK ? -1 : 0;
+}
+
+int
+webhook_post(struct webhook *wh, int64_t id, const char *to,
+    const char *content, webhook_done_cb cb, void *arg)
+{
+	struct webhook_xfer *x;
+	json_t *doc;
+	char *body;
+
+	if (wh->freeing || wh->inflight >= wh->concurrency)
+		return -1;
+	/* Fails on NULL or invalid UTF-8 in either string. */
+	doc = json_pack("{s:s, s:s}", "to", to, "content", content);
+	body = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+	json_decref(doc);
+	if (body == NULL) {
+		log_warn("webhook", "cannot build request body", "{s:I}", "id",
+		    (json_int_t)id);
+		return -1;
+	}
+	x = xcalloc(1, sizeof(*x));
+	x->id = id;
+	x->cb = cb;
+	x->arg = arg;
+	x->req_body = body;
+	x->retry_after_s = -1;
+	x->started_ms = util_now_ms();
+	x->easy = curl_easy_init();
+	/* add_handle only arms the timer: nothing completes in here. */
+	if (x->easy == NULL || webhook_setup(wh, x) != 0 ||
+	    curl_multi_add_handle(wh->multi, x->easy) != CURLM_OK) {
+		log_error("webhook", "cannot set up request", "{s:I}", "id",
+		    (json_int_t)id);
+		webhook_xfer_free(x);
+		return -1;
+	}
+	TAILQ_INSERT_TAIL(&wh->running, x, link);
+	wh->inflight++;
+	return 0;
+}
+
+size_t
+webhook_inflight(const struct webhook *wh)
+{
+	return wh->inflight;
+}
+
+size_t
+webhook_capacity(const struct webhook *wh)
+{
+	return wh->inflight < wh->concurrency ?
+	    wh->concurrency - wh->inflight : 0;
+}
+
+void
+webhook_abort_all(struct webhook *wh)
+{
+	struct webhook_xfer *x;
+
+	while ((x = TAILQ_FIRST(&wh->running)) != NULL) {
+		x->aborted = true;
+		webhook_xfer_retire(wh, x);
+	}
+	/* Must be last: it may destroy wh (webhook_free). */
+	webhook_deliver(wh);
+}
+
+void
+webhook_free(struct webhook *wh)
+{
+	if (wh == NULL || wh->freeing)
+		return;
+	wh->freeing = true;
+	webhook_abort_all(wh);
+}

@@ -1,0 +1,373 @@
+"""Delivery end to end: the real binary, PostgreSQL, Redis and an HTTP
+receiver whose answers the tests control."""
+
+import json
+import signal
+import threading
+import time
+
+from harness import REPO, IntegrationTest, wait_until
+
+FAST = {
+    "PRODUCER_INTERVAL": "0",
+    "SCHEDULER_INTERVAL": "100ms",
+    "SCHEDULER_BATCH_SIZE": "0",
+    "RETRY_BASE_DELAY": "100ms",
+    "WEBHOOK_TIMEOUT": "2s",
+}
+
+
+class DeliveryTest(IntegrationTest):
+    def setUp(self):
+        super().setUp()
+        # Messages go in before the service starts: create the table the way
+        # the compose database does, from the same idempotent files.
+        for f in sorted((REPO / "sql").glob("*.sql")):
+            self.psql(f.read_text())
+
+    def insert(self, n, prefix="msg"):
+        self.psql(f"""
+            INSERT INTO messages (recipient, content)
+            SELECT '+1555' || lpad(g::text, 8, '0'), '{prefix} ' || g
+            FROM generate_series(1, {n}) g""")
+
+    def counts(self):
+        rows = self.psql("SELECT status, count(*) FROM messages GROUP BY status")
+        return {status: int(n) for status, n in rows}
+
+    def wait_counts(self, want, timeout=20):
+        return wait_until(lambda: self.counts() == want, timeout, 0.1,
+                          f"message counts {want} (last: {self.counts()})")
+
+    def received_ids(self):
+        return [r["headers"].get("webhook-id") for r in self.receiver.requests()]
+
+    def start(self, **env):
+        e = dict(FAST)
+        e.update(env)
+        svc = self.start_service(e)
+        svc.wait_log("database ready")
+        return svc
+
+
+class EndToEndTest(DeliveryTest):
+    def test_delivers_payload_headers_row_and_cache(self):
+        self.insert(3)
+        svc = self.start(WEBHOOK_AUTH_KEY="s3cret-key", CACHE_TTL="1h")
+        self.wait_counts({"sent": 3})
+        reqs = self.receiver.requests()
+        self.assertEqual(len(reqs), 3)
+        rows = {int(r[0]): r for r in self.psql(
+            "SELECT id, recipient, content, status, response_id, response_code, "
+            "retry_count, sent_at IS NOT NULL, lease_until FROM messages")}
+        for req in reqs:
+            h = req["headers"]
+            self.assertEqual(req["method"], "POST")
+            self.assertEqual(req["path"], "/webhook")
+            self.assertEqual(h["content-type"], "application/json")
+            self.assertEqual(h["x-ins-auth-key"], "s3cret-key")
+            self.assertRegex(h["user-agent"], r"^gopulse-messages/\d+\.\d+\.\d+$")
+            mid = int(h["webhook-id"].removeprefix("msg_"))
+            row = rows[mid]
+            self.assertEqual(json.loads(req["body"]), {"to": row[1], "content": row[2]})
+            self.assertEqual(row[3], "sent")
+            self.assertEqual(row[4], req["message_id"])
+            self.assertEqual(row[5], "202")
+            self.assertEqual(row[6], "0")
+            self.assertEqual(row[7], "t")
+            self.assertIsNone(row[8])
+            cached = json.loads(self.redis.cli("GET", f"message:{mid}"))
+            self.assertEqual(cached["messageId"], req["message_id"])
+            self.assertRegex(cached["sentAt"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+            ttl = int(self.redis.cli("TTL", f"message:{mid}"))
+            self.assertTrue(3500 <= ttl <= 3600, ttl)
+            sent = svc.wait_log({"msg": "message sent", "id": mid})
+            self.assertEqual(sent["messageId"], req["message_id"])
+        # And they show in the API, newest first.
+        code, doc = svc.json("GET", "/messages")
+        self.assertEqual(doc["count"], 3)
+        self.assertEqual({m["response_id"] for m in doc["messages"]},
+                         {r["message_id"] for r in reqs})
+        self.assertNotIn("s3cret-key", svc.raw_log())
+
+    def test_no_auth_header_without_key(self):
+        self.insert(1)
+        self.start()
+        self.wait_counts({"sent": 1})
+        self.assertNotIn("x-ins-auth-key", self.receiver.requests()[0]["headers"])
+
+    def test_2xx_without_message_id_is_sent(self):
+        self.receiver.set(mode="nojson")
+        self.insert(1)
+        svc = self.start()
+        self.wait_counts({"sent": 1})
+        self.assertEqual(self.psql("SELECT response_id FROM messages"), [(None,)])
+        svc.wait_log("webhook accepted without a messageId")
+        cached = json.loads(self.redis.cli("GET", "message:1"))
+        self.assertIsNone(cached["messageId"])
+
+    def test_garbage_200_is_sent(self):
+        self.receiver.set(mode="garbage")
+        self.insert(1)
+        self.start()
+        self.wait_counts({"sent": 1})
+
+
+class ControlTest(DeliveryTest):
+    def test_start_and_stop(self):
+        svc = self.start(AUTOSTART="false")
+        self.insert(3)
+        time.sleep(0.5)
+        self.assertEqual(self.receiver.requests(), [])
+        self.assertEqual(svc.json("POST", "/messages/start")[1]["status"], "active")
+        self.wait_counts({"sent": 3})
+        self.assertEqual(svc.json("POST", "/messages/stop")[1]["status"], "inactive")
+        self.insert(2, "later")
+        time.sleep(0.6)  # six ticks
+        self.assertEqual(self.counts(), {"sent": 3, "pending": 2})
+        svc.json("POST", "/messages/start")
+        self.wait_counts({"sent": 5})
+
+    def test_stop_lets_in_flight_finish(self):
+        self.receiver.set(mode="slow", delay_ms=800)
+        self.insert(4)
+        svc = self.start()
+        self.receiver.wait_requests(4)
+        svc.json("POST", "/messages/stop")
+        self.wait_counts({"sent": 4}, timeout=10)
+        self.insert(2, "after stop")
+        time.sleep(0.5)
+        self.assertEqual(len(self.receiver.requests()), 4)
+
+    def test_default_two_per_tick_after_drain(self):
+        # The defaults, with only the interval shortened: drain at start,
+        # then 2 per tick.
+        self.insert(70)  # more than one window of WEBHOOK_CONCURRENCY=64
+        svc = self.start_service({"PRODUCER_INTERVAL": "0", "SCHEDULER_INTERVAL": "1500ms"})
+        self.wait_counts({"sent": 70}, timeout=15)
+        self.receiver.clear()
+        self.insert(5, "tick")
+        wait_until(lambda: len(self.receiver.requests()) == 5, 15, 0.1, "5 more sent")
+        times = sorted(time.mktime(time.strptime(r["received_at"][:19], "%Y-%m-%dT%H:%M:%S"))
+                       + int(r["received_at"][20:23]) / 1000 for r in self.receiver.requests())
+        groups = [[times[0]]]
+        for t in times[1:]:
+            if t - groups[-1][-1] > 0.7:
+                groups.append([t])
+            else:
+                groups[-1].append(t)
+        self.assertEqual([len(g) for g in groups], [2, 2, 1], times)
+        svc.stop()
+
+    def test_drain_on_start_off_waits_for_tick(self):
+        self.insert(3)
+        self.start(DRAIN_ON_START="false", SCHEDULER_INTERVAL="1s", SCHEDULER_BATCH_SIZE="2")
+        time.sleep(0.5)
+        self.assertEqual(len(self.receiver.requests()), 0)
+        wait_until(lambda: len(self.receiver.requests()) == 2, 5, 0.05, "first tick")
+
+
+class RetryTest(DeliveryTest):
+    def test_retry_then_success(self):
+        self.receiver.set(mode="fail_then_accept", status=500, fail_count=2)
+        self.insert(1)
+        svc = self.start()
+        self.wait_counts({"sent": 1})
+        row = self.psql("SELECT retry_count, response_code, error_message, "
+                        "last_attempt_at IS NOT NULL FROM messages")[0]
+        self.assertEqual(row[0], "2")
+        self.assertEqual(row[1], "202")
+        self.assertEqual(row[3], "t")
+        ids = self.received_ids()
+        self.assertEqual(ids, ["msg_1"] * 3)  # stable across retries
+        self.assertEqual(len(svc.find_logs("delivery attempt failed")), 2)
+
+    def test_backoff_spacing(self):
+        self.receiver.set(mode="status", status=503)
+        self.insert(1)
+        self.start(RETRY_BASE_DELAY="300ms", MAX_ATTEMPTS="4")
+        self.wait_counts({"failed": 1}, timeout=15)
+        reqs = self.receiver.requests()
+        self.assertEqual(len(reqs), 4)
+        ts = [time.mktime(time.strptime(r["received_at"][:19], "%Y-%m-%dT%H:%M:%S"))
+              + int(r["received_at"][20:23]) / 1000 for r in reqs]
+        gaps = [b - a for a, b in zip(ts, ts[1:])]
+        # 300, 600, 1200 ms (+-20 %, plus up to one 100 ms tick)
+        for gap, nominal in zip(gaps, (0.3, 0.6, 1.2)):
+            self.assertGreaterEqual(gap, nominal * 0.8 - 0.01, gaps)
+            self.assertLessEqual(gap, nominal * 1.2 + 0.25, gaps)
+
+    def test_retry_after_is_honoured(self):
+        self.receiver.set(mode="fail_then_accept", status=429, fail_count=1, retry_after=2)
+        self.insert(1)
+        self.start()
+        self.wait_counts({"sent": 1}, timeout=10)
+        reqs = self.receiver.requests()
+        t = [time.mktime(time.strptime(r["received_at"][:19], "%Y-%m-%dT%H:%M:%S"))
+             + int(r["received_at"][20:23]) / 1000 for r in reqs]
+        self.assertGreaterEqual(t[1] - t[0], 1.9)
+
+    def test_permanent_4xx_fails_at_once(self):
+        self.receiver.set(mode="status", status=400)
+        self.insert(1)
+        svc = self.start()
+        self.wait_counts({"failed": 1})
+        time.sleep(0.5)
+        self.assertEqual(len(self.receiver.requests()), 1)
+        row = self.psql("SELECT retry_count, response_code, error_message FROM messages")[0]
+        self.assertEqual(row[1], "400")
+        self.assertIn("400", row[2])
+        svc.wait_log("message failed")
+        self.assertEqual(self.redis.cli("KEYS", "message:*"), "")
+
+    def test_max_attempts_exhausted(self):
+        self.receiver.set(mode="status", status=500)
+        self.insert(1)
+        self.start(MAX_ATTEMPTS="3")
+        self.wait_counts({"failed": 1})
+        time.sleep(0.5)
+        self.assertEqual(len(self.receiver.requests()), 3)
+        row = self.psql("SELECT retry_count, error_message FROM messages")[0]
+        self.assertEqual(row[0], "3")
+        self.assertIn("gave up after 3 attempts", row[1])
+
+    def test_timeout(self):
+        self.receiver.set(mode="hang")
+        self.insert(1)
+        t0 = time.monotonic()
+        self.start(WEBHOOK_TIMEOUT="300ms", MAX_ATTEMPTS="2")
+        self.wait_counts({"failed": 1}, timeout=10)
+        self.assertLess(time.monotonic() - t0, 8)
+        row = self.psql("SELECT retry_count, error_message, response_code FROM messages")[0]
+        self.assertEqual(row[0], "2")
+        self.assertIn("timed out", row[1].lower())
+        self.assertIsNone(row[2])
+
+    def test_connection_refused_retries(self):
+        self.insert(1)
+        self.start(WEBHOOK_HOST="http://127.0.0.1:1", MAX_ATTEMPTS="2")
+        self.wait_counts({"failed": 1})
+        self.assertIn("gave up", self.psql("SELECT error_message FROM messages")[0][0])
+
+
+class OutageDeliveryTest(DeliveryTest):
+    def test_redis_down_then_back(self):
+        svc = self.start(LOG_LEVEL="debug")
+        svc.wait_log(lambda e: e.get("component") == "redis" and "ready" in e.get("msg", ""))
+        self.redis.stop()
+        try:
+            self.insert(2, "while down")
+            self.wait_counts({"sent": 2})  # delivery goes on
+        finally:
+            self.redis.start()
+        wait_until(lambda: len([e for e in svc.logs() if e.get("component") == "redis"
+                                and "ready" in e.get("msg", "")]) >= 2, 15, 0.1,
+                   "redis reconnected")
+        self.insert(2, "after")
+        self.wait_counts({"sent": 4})
+        wait_until(lambda: self.redis.cli("EXISTS", "message:3") == "1"
+                   and self.redis.cli("EXISTS", "message:4") == "1", 5, 0.05,
+                   "cache resumed")
+        self.assertEqual(self.redis.cli("EXISTS", "message:1"), "0")
+
+    def test_redis_frozen_does_not_slow_delivery(self):
+        svc = self.start()
+        self.redis.freeze()
+        try:
+            self.insert(5)
+            t0 = time.monotonic()
+            self.wait_counts({"sent": 5}, timeout=10)
+            self.assertLess(time.monotonic() - t0, 3)
+            t0 = time.monotonic()
+            self.assertEqual(svc.get("/health")[0], 200)
+            self.assertLess(time.monotonic() - t0, 0.05)
+        finally:
+            self.redis.thaw()
+
+    def test_postgres_restarted_mid_run(self):
+        self.receiver.set(mode="slow", delay_ms=700)
+        self.insert(20)
+        svc = self.start(WEBHOOK_CONCURRENCY="8")
+        self.receiver.wait_requests(8)
+        self.pg.restart()
+        self.wait_counts({"sent": 20}, timeout=30)
+        ids = self.received_ids()
+        self.assertEqual(sorted(set(ids)), sorted(f"msg_{i}" for i in range(1, 21)))
+        self.assertEqual(len(ids), 20, "no message sent twice")
+
+
+class ConcurrencyTest(DeliveryTest):
+    def test_two_instances_deliver_500_exactly_once(self):
+        self.insert(500)
+        a = self.start(WEBHOOK_CONCURRENCY="16", AUTOSTART="false")
+        b = self.start(WEBHOOK_CONCURRENCY="16", AUTOSTART="false")
+        a.post("/messages/start")
+        b.post("/messages/start")
+        self.wait_counts({"sent": 500}, timeout=60)
+        ids = self.received_ids()
+        self.assertEqual(len(ids), 500)
+        self.assertEqual(len(set(ids)), 500)
+        by_a = len(a.find_logs("message sent"))
+        by_b = len(b.find_logs("message sent"))
+        self.assertEqual(by_a + by_b, 500)
+        self.assertGreater(min(by_a, by_b), 0, "both instances took part")
+
+    def test_health_fast_while_50_requests_hang(self):
+        self.receiver.set(mode="hang")
+        self.insert(50)
+        svc = self.start(WEBHOOK_TIMEOUT="30s", SHUTDOWN_TIMEOUT="1s")
+        self.receiver.wait_requests(50)
+        worst = 0.0
+        for _ in range(30):
+            t0 = time.monotonic()
+            self.assertEqual(svc.get("/health")[0], 200)
+            worst = max(worst, time.monotonic() - t0)
+        self.assertLess(worst, 0.05)
+        code, doc = svc.json("GET", "/messages")
+        self.assertEqual(code, 200)
+        self.receiver.set(mode="accept")
+
+
+class CrashTest(DeliveryTest):
+    def test_kill9_mid_run_then_restart_loses_nothing(self):
+        self.receiver.set(mode="slow", delay_ms=200)
+        self.insert(60)
+        svc = self.start(WEBHOOK_CONCURRENCY="10", WEBHOOK_TIMEOUT="1s")
+        wait_until(lambda: self.counts().get("sent", 0) >= 15, 20, 0.05, "some sent")
+        svc.kill9()
+        before = len(self.receiver.requests())
+        svc2 = self.start(WEBHOOK_CONCURRENCY="10", WEBHOOK_TIMEOUT="1s")
+        # Claims of the dead process come back when their lease (2 x 1 s
+        # + 10 s) runs out.
+        self.wait_counts({"sent": 60}, timeout=40)
+        ids = self.received_ids()
+        self.assertEqual(set(ids), {f"msg_{i}" for i in range(1, 61)})
+        repeats = len(ids) - len(set(ids))
+        self.assertLessEqual(repeats, 10, "only messages in flight at the crash repeat")
+        self.assertGreater(before, 0)
+        svc2.stop()
+
+    def test_sigterm_records_in_flight_outcomes(self):
+        self.receiver.set(mode="slow", delay_ms=1500)
+        self.insert(5)
+        svc = self.start()
+        self.receiver.wait_requests(5)
+        svc.signal(signal.SIGTERM)
+        self.assertEqual(svc.wait_exit(15), 0)
+        self.assertEqual(self.counts(), {"sent": 5})
+        for i in range(1, 6):
+            self.assertEqual(self.redis.cli("EXISTS", f"message:{i}"), "1")
+
+    def test_sigterm_deadline_abandons_hanging_requests(self):
+        self.receiver.set(mode="hang")
+        self.insert(3)
+        svc = self.start(SHUTDOWN_TIMEOUT="1s", WEBHOOK_TIMEOUT="30s")
+        self.receiver.wait_requests(3)
+        t0 = time.monotonic()
+        svc.signal(signal.SIGTERM)
+        self.assertEqual(svc.wait_exit(10), 0)
+        self.assertLess(time.monotonic() - t0, 4)
+        # Still pending, under a lease that will run out.
+        rows = self.psql("SELECT status, lease_until > now() FROM messages")
+        self.assertEqual(rows, [("pending", "t")] * 3)
+        self.receiver.set(mode="accept")

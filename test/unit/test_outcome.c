@@ -1,0 +1,203 @@
+/* test_outcome.c - how an attempt's result decides the message's fate,
+ * the retry schedule, and the array literals that carry outcomes. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "outcome.h"
+#include "pgarray.h"
+
+static struct webhook_result
+http(long status, const char *body)
+{
+	struct webhook_result r;
+
+	memset(&r, 0, sizeof(r));
+	r.id = 9;
+	r.http_status = status;
+	r.body = body;
+	r.body_len = body ? strlen(body) : 0;
+	r.retry_after_s = -1;
+	return r;
+}
+
+static void
+test_2xx_is_sent(void)
+{
+	static const long codes[] = { 200, 201, 202, 204, 299 };
+
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		struct webhook_result r = http(codes[i],
+		    "{\"message\":\"Accepted\",\"messageId\":\"abc-1\"}");
+		struct outcome o;
+
+		outcome_decide(&o, &r, 2, 5, 5000);
+		CHECK(o.kind == OUTCOME_SENT);
+		CHECK_STR(o.response_id, "abc-1");
+		CHECK(o.error == NULL);
+		CHECK(o.retry_count == 2);	/* unchanged by a success */
+		CHECK(!o.warn_no_id);
+		outcome_fini(&o);
+	}
+}
+
+static void
+test_2xx_without_id_is_still_sent(void)
+{
+	static const char *const bodies[] = {
+		NULL, "", "not json", "{\"messageId\": 5}", "[1,2]",
+		"{\"message\":\"ok\"}", "{\"messageId\": \"\"}",
+	};
+
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		struct webhook_result r = http(202, bodies[i]);
+		struct outcome o;
+
+		outcome_decide(&o, &r, 0, 5, 5000);
+		CHECK(o.kind == OUTCOME_SENT);
+		CHECK(o.response_id == NULL);
+		CHECK(o.warn_no_id);
+		outcome_fini(&o);
+	}
+}
+
+static void
+test_retryable(void)
+{
+	static const long codes[] = { 408, 429, 500, 502, 503, 504, 599, 301 };
+
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		struct webhook_result r = http(codes[i], "{}");
+		struct outcome o;
+
+		outcome_decide(&o, &r, 0, 5, 5000);
+		CHECK(o.kind == OUTCOME_RETRY);
+		CHECK(o.retry_count == 1);
+		CHECK(o.code == codes[i]);
+		CHECK(o.error != NULL && strstr(o.error, "HTTP") != NULL);
+		CHECK(o.delay_ms >= 4000 && o.delay_ms <= 6000);
+		outcome_fini(&o);
+	}
+}
+
+static void
+test_transport_error_retries(void)
+{
+	struct webhook_result r = http(0, NULL);
+	struct outcome o;
+
+	r.curl_code = 28;
+	r.error = "Operation timed out after 1000 milliseconds";
+	outcome_decide(&o, &r, 1, 5, 5000);
+	CHECK(o.kind == OUTCOME_RETRY);
+	CHECK(o.retry_count == 2);
+	CHECK(o.code == 0);
+	CHECK(o.error && strstr(o.error, "timed out") != NULL);
+	CHECK(o.delay_ms >= 8000 && o.delay_ms <= 12000);
+	outcome_fini(&o);
+}
+
+static void
+test_permanent_4xx(void)
+{
+	static const long codes[] = { 400, 401, 403, 404, 410, 422 };
+
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		struct webhook_result r = http(codes[i], "{}");
+		struct outcome o;
+
+		outcome_decide(&o, &r, 0, 5, 5000);
+		CHECK(o.kind == OUTCOME_FAILED);
+		CHECK(o.retry_count == 1);
+		CHECK(o.error && strstr(o.error, "HTTP 4") != NULL);
+		outcome_fini(&o);
+	}
+}
+
+static void
+test_gives_up_after_max_attempts(void)
+{
+	struct webhook_result r = http(500, NULL);
+	struct outcome o;
+
+	outcome_decide(&o, &r, 3, 5, 5000);	/* 4th attempt */
+	CHECK(o.kind == OUTCOME_RETRY);
+	outcome_fini(&o);
+	outcome_decide(&o, &r, 4, 5, 5000);	/* 5th attempt: the last */
+	CHECK(o.kind == OUTCOME_FAILED);
+	CHECK(o.retry_count == 5);
+	CHECK(o.error && strstr(o.error, "gave up after 5 attempts") != NULL);
+	outcome_fini(&o);
+	outcome_decide(&o, &r, 0, 1, 5000);	/* MAX_ATTEMPTS=1 */
+	CHECK(o.kind == OUTCOME_FAILED);
+	outcome_fini(&o);
+}
+
+static void
+test_retry_after(void)
+{
+	struct webhook_result r = http(429, NULL);
+	struct outcome o;
+
+	r.retry_after_s = 7;
+	outcome_decide(&o, &r, 0, 5, 5000);
+	CHECK(o.kind == OUTCOME_RETRY && o.delay_ms == 7000);
+	outcome_fini(&o);
+	r.http_status = 503;
+	r.retry_after_s = 999999;
+	outcome_decide(&o, &r, 0, 5, 5000);
+	CHECK(o.delay_ms == OUTCOME_MAX_DELAY_MS);
+	outcome_fini(&o);
+	/* Only 429 and 503 carry a meaningful Retry-After. */
+	r.http_status = 500;
+	r.retry_after_s = 7;
+	outcome_decide(&o, &r, 0, 5, 5000);
+	CHECK(o.delay_ms >= 4000 && o.delay_ms <= 6000);
+	outcome_fini(&o);
+}
+
+static void
+test_schedule(void)
+{
+	/* base 5 s: 5, 10, 20, 40, 80 s ... capped at 1 h; +-20 %. */
+	for (int attempt = 1; attempt <= 20; attempt++) {
+		long long nominal = 5000LL << (attempt - 1);
+		int64_t d;
+
+		if (nominal > OUTCOME_MAX_DELAY_MS || attempt > 12)
+			nominal = OUTCOME_MAX_DELAY_MS;
+		d = outcome_retry_delay_ms(attempt, 5000, -1);
+		CHECK(d >= nominal * 8 / 10 && d <= nominal * 12 / 10);
+	}
+}
+
+static void
+test_pgarray(void)
+{
+	struct pgarray a;
+
+	pgarray_init(&a);
+	CHECK_STR(pgarray_text(&a), "{}");
+	pgarray_add(&a, "1");
+	pgarray_add(&a, NULL);
+	pgarray_add(&a, "a \"quoted\", \\ {x}");
+	pgarray_add(&a, "");
+	CHECK_STR(pgarray_text(&a),
+	    "{\"1\",NULL,\"a \\\"quoted\\\", \\\\ {x}\",\"\"}");
+	pgarray_fini(&a);
+}
+
+int
+main(void)
+{
+	RUN(test_2xx_is_sent);
+	RUN(test_2xx_without_id_is_still_sent);
+	RUN(test_retryable);
+	RUN(test_transport_error_retries);
+	RUN(test_permanent_4xx);
+	RUN(test_gives_up_after_max_attempts);
+	RUN(test_retry_after);
+	RUN(test_schedule);
+	RUN(test_pgarray);
+	return harness_done();
+}
