@@ -27,14 +27,17 @@ enum pg_state {
 };
 
 struct pg_conn;
+struct resolver;
 
 /* res is borrowed for the call; err is NULL on success, else a reason
  * (and res, when not NULL, the failed result). */
 typedef void (*pg_result_cb)(void *arg, const PGresult *res, const char *err);
 typedef void (*pg_setup_cb)(struct pg_conn *pg, void *arg);
 
-struct pg_conn *pg_new(struct event_base *base, const char *dsn,
-    int64_t query_timeout_ms);
+/* res resolves a host name in the DSN on the loop (libpq's own lookup
+ * would block it); it must outlive the connection. */
+struct pg_conn *pg_new(struct event_base *base, struct resolver *res,
+    const char *dsn, int64_t query_timeout_ms);
 void pg_free(struct pg_conn *pg);
 
 /* The hook runs on every connect; it queues work with pg_setup_query and

@@ -107,7 +107,8 @@ app_new(const struct config *cfg)
 		return NULL;
 	}
 	app->resolver = resolver_new(app->base);
-	app->pg = pg_new(app->base, cfg->database_dsn, cfg->db_query_timeout_ms);
+	app->pg = pg_new(app->base, app->resolver, cfg->database_dsn,
+	    cfg->db_query_timeout_ms);
 	migrate_attach(app->pg);
 	app->redis = redis_new(app->base, app->resolver, cfg->redis_host,
 	    cfg->redis_port, cfg->redis_password, cfg->redis_db,

@@ -6,6 +6,7 @@
 
 #include "log.h"
 #include "pg.h"
+#include "resolve.h"
 #include "util.h"
 
 #define PG_CONNECT_TIMEOUT_MS 5000
@@ -32,6 +33,10 @@ struct pg_conn {
 	struct event_base *base;
 	char *dsn;
 	char *options;		/* "-c statement_timeout=..." */
+	struct resolver *resolver;
+	char *host_name;	/* the DSN's host when it must be resolved */
+	struct resolve_req *resolving;
+	char hostaddr[RESOLVE_IP_MAX];
 	int64_t query_timeout_ms;
 	PGconn *conn;
 	struct event *ev_io;	/* one-shot, re-created per connect poll */
@@ -168,6 +173,10 @@ pg_fail_ops(struct pg_conn *pg, const char *reason)
 static void
 pg_disconnect(struct pg_conn *pg)
 {
+	if (pg->resolving != NULL) {
+		resolve_cancel(pg->resolving);
+		pg->resolving = NULL;
+	}
 	pg_events_free(pg);
 	if (pg->conn != NULL) {
 		PQfinish(pg->conn);
@@ -461,19 +470,18 @@ pg_on_connect_io(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-pg_connect(struct pg_conn *pg)
+pg_connect_start(struct pg_conn *pg)
 {
 	const char *keys[] = {
 		"dbname", "application_name", "keepalives", "keepalives_idle",
 		"keepalives_interval", "keepalives_count", "tcp_user_timeout",
-		"options", NULL,
+		"options", "hostaddr", NULL,
 	};
 	const char *vals[] = {
 		pg->dsn, "gopulse-messages", "1", "30", "10", "3", "30000",
-		pg->options, NULL,
+		pg->options, pg->hostaddr[0] ? pg->hostaddr : NULL, NULL,
 	};
 
-	pg->state = PG_CONNECTING;
 	pg->conn = PQconnectStartParams(keys, vals, 1);
 	if (pg->conn == NULL) {
 		log_error("pg", "out of memory", NULL);
@@ -484,9 +492,67 @@ pg_connect(struct pg_conn *pg)
 		return;
 	}
 	PQsetNoticeReceiver(pg->conn, pg_on_notice, pg);
-	pg_deadline_arm(pg, PG_CONNECT_TIMEOUT_MS);
 	/* libpq's documented start: act as if the poll asked to write. */
 	pg_connect_wait(pg, PGRES_POLLING_WRITING);
+}
+
+static void
+pg_on_resolved(void *arg, const char *ip, const char *err)
+{
+	struct pg_conn *pg = arg;
+	char *why;
+
+	pg->resolving = NULL;
+	if (ip == NULL) {
+		why = xasprintf("cannot resolve %s: %s", pg->host_name, err);
+		pg_fail(pg, why);
+		free(why);
+		return;
+	}
+	snprintf(pg->hostaddr, sizeof(pg->hostaddr), "%s", ip);
+	pg_connect_start(pg);
+}
+
+static void
+pg_connect(struct pg_conn *pg)
+{
+	pg->state = PG_CONNECTING;
+	pg_deadline_arm(pg, PG_CONNECT_TIMEOUT_MS);
+	/* Resolved again on every attempt: a restarted database container
+	 * may come back under another address. */
+	if (pg->host_name != NULL) {
+		pg->resolving = resolve_host(pg->resolver, pg->host_name,
+		    PG_CONNECT_TIMEOUT_MS, pg_on_resolved, pg);
+		if (pg->resolving == NULL)
+			pg_fail(pg, "resolver unavailable");
+		return;
+	}
+	pg_connect_start(pg);
+}
+
+/* The DSN's host, when it is one name that libpq would look up itself
+ * (not an address, a socket directory, a list or paired with hostaddr). */
+static char *
+pg_name_to_resolve(const char *dsn)
+{
+	PQconninfoOption *opts = PQconninfoParse(dsn, NULL);
+	const char *host = NULL, *hostaddr = NULL;
+	char *out = NULL;
+
+	if (opts == NULL)
+		return NULL;
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+		if (strcmp(o->keyword, "host") == 0)
+			host = o->val;
+		else if (strcmp(o->keyword, "hostaddr") == 0)
+			hostaddr = o->val;
+	}
+	if (host != NULL && *host != '\0' && *host != '/' &&
+	    strchr(host, ',') == NULL && !resolve_is_numeric(host) &&
+	    (hostaddr == NULL || *hostaddr == '\0'))
+		out = xstrdup(host);
+	PQconninfoFree(opts);
+	return out;
 }
 
 static void
@@ -500,12 +566,15 @@ pg_on_retry(evutil_socket_t fd, short what, void *arg)
 /* ---- public ---- */
 
 struct pg_conn *
-pg_new(struct event_base *base, const char *dsn, int64_t query_timeout_ms)
+pg_new(struct event_base *base, struct resolver *res, const char *dsn,
+    int64_t query_timeout_ms)
 {
 	struct pg_conn *pg = xcalloc(1, sizeof(*pg));
 
 	pg->base = base;
+	pg->resolver = res;
 	pg->dsn = xstrdup(dsn);
+	pg->host_name = pg_name_to_resolve(dsn);
 	pg->query_timeout_ms = query_timeout_ms;
 	pg->options = xasprintf("-c statement_timeout=%lld",
 	    (long long)query_timeout_ms);
@@ -626,6 +695,7 @@ pg_free(struct pg_conn *pg)
 	event_free(pg->ev_deadline);
 	event_free(pg->ev_kick);
 	free(pg->options);
+	free(pg->host_name);
 	free(pg->dsn);
 	free(pg);
 }

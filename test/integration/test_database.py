@@ -88,6 +88,26 @@ class ProducerTest(IntegrationTest):
         svc.wait_log("Successfully created a new message", count=n + 2)
 
 
+class HostNameTest(IntegrationTest):
+    def test_dsn_with_a_host_name(self):
+        svc = self.start_service({"PRODUCER_INTERVAL": "0",
+                                  "DATABASE_DSN": self.dsn.replace("127.0.0.1", "localhost")})
+        svc.wait_log("database ready")
+        self.assertEqual(svc.get("/messages")[0], 200)
+
+    def test_unresolvable_host_does_not_block(self):
+        svc = self.start_service({"PRODUCER_INTERVAL": "0",
+                                  "DATABASE_DSN": "postgres://postgres@db.invalid:5432/x"})
+        for _ in range(20):
+            t0 = time.monotonic()
+            self.assertEqual(svc.get("/health")[0], 200)
+            self.assertLess(time.monotonic() - t0, 0.05)
+            time.sleep(0.05)
+        self.assertEqual(svc.get("/messages")[0], 503)
+        svc.wait_log(lambda e: e.get("msg") == "database connection failed"
+                     and "resolve db.invalid" in e.get("reason", ""), timeout=10)
+
+
 class OutageTest(IntegrationTest):
     def test_database_down_then_back(self):
         svc = self.start_service({"PRODUCER_INTERVAL": "200ms"})
