@@ -10,13 +10,16 @@
 
 #include "app.h"
 #include "config.h"
+#include "healthcheck.h"
 #include "log.h"
 #include "util.h"
 
 static int
 main_usage(FILE *out)
 {
-	fputs("usage: gopulse-messages [--version | --help]\n"
+	fputs("usage: gopulse-messages [healthcheck | --version | --help]\n"
+	    "  healthcheck  GET /health on 127.0.0.1:$PORT; exit 0 when it "
+	    "answers 200\n"
 	    "Configuration comes from the environment; see README.md.\n", out);
 	return out == stdout ? 0 : 2;
 }
@@ -34,6 +37,8 @@ main(int argc, char **argv)
 	/* libevent and hiredis write to sockets without MSG_NOSIGNAL. */
 	signal(SIGPIPE, SIG_IGN);
 	if (argc > 1) {
+		if (strcmp(argv[1], "healthcheck") == 0)
+			return healthcheck_run();
 		if (strcmp(argv[1], "--version") == 0) {
 			printf("gopulse-messages %s\n", GOPULSE_VERSION);
 			return 0;

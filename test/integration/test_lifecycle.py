@@ -50,6 +50,17 @@ class ConfigTest(IntegrationTest):
         self.assertEqual(p.returncode, 1)
         self.assertIn("cannot listen", p.stdout)
 
+    def test_healthcheck_subcommand(self):
+        svc = self.start_service({"PRODUCER_INTERVAL": "0"})
+        ok = subprocess.run([str(SERVICE_BIN), "healthcheck"], capture_output=True, text=True,
+                            env={"PORT": str(svc.port)}, timeout=10)
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        svc.stop()
+        down = subprocess.run([str(SERVICE_BIN), "healthcheck"], capture_output=True,
+                              text=True, env={"PORT": str(svc.port)}, timeout=10)
+        self.assertEqual(down.returncode, 1)
+        self.assertIn("healthcheck:", down.stderr)
+
     def test_version_flag(self):
         p = subprocess.run([str(SERVICE_BIN), "--version"], capture_output=True, text=True)
         self.assertEqual(p.returncode, 0)
