@@ -25,13 +25,14 @@ endif
 BIN      := $(BUILD)/gopulse-messages
 RECEIVER := $(BUILD)/webhook-receiver
 SRCS     := $(sort $(wildcard src/*.c))
-OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/sql_files.o
+OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/sql_files.o \
+            $(BUILD)/obj/openapi_doc.o
 LIBOBJS  := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/test/unit_%)
 SQL      := $(sort $(wildcard sql/*.sql))
 
-.PHONY: all test unit run bench clean format
+.PHONY: all test unit run bench clean format docs-deps swagger-ui
 all: $(BIN) $(RECEIVER)
 
 $(BIN): $(OBJS)
@@ -46,6 +47,12 @@ $(BUILD)/obj/sql_files.c: $(SQL) scripts/embed-sql.sh | $(BUILD)/obj
 $(BUILD)/obj/sql_files.o: $(BUILD)/obj/sql_files.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+$(BUILD)/obj/openapi_doc.c: openapi.yaml scripts/embed-openapi.py | $(BUILD)/obj
+	python3 scripts/embed-openapi.py $@ openapi.yaml
+
+$(BUILD)/obj/openapi_doc.o: $(BUILD)/obj/openapi_doc.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+
 $(RECEIVER): test/receiver.c | $(BUILD)/obj
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
 
@@ -58,12 +65,25 @@ $(BUILD)/obj $(BUILD)/test:
 unit: $(UNIT_BINS)
 
 # TESTS=pattern narrows the integration tests (e.g. TESTS=test_api).
-test: all unit
+test: all unit swagger-ui
 	GOPULSE_BIN=$(BIN) RECEIVER_BIN=$(RECEIVER) UNIT_DIR=$(BUILD)/test \
 	GOPULSE_SAN=$(SAN) ./scripts/test-all.sh $(TESTS)
 
 run:
 	./scripts/run-dev.sh
+
+# npm packages pinned in package-lock.json: @redocly/cli (lint) and
+# swagger-ui-dist (the Swagger UI assets). Re-installed when the lock changes.
+NODE_STAMP := node_modules/.gopulse-installed
+docs-deps: $(NODE_STAMP)
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+SWAGGER_ASSETS := swagger-ui.css swagger-ui-bundle.js \
+                  swagger-ui-standalone-preset.js favicon-32x32.png favicon-16x16.png
+swagger-ui: $(NODE_STAMP)
+	cd node_modules/swagger-ui-dist && cp $(SWAGGER_ASSETS) ../../web/swagger/
 
 bench: all
 	./scripts/bench.sh

@@ -19,6 +19,7 @@ struct app {
 	struct redis_client *redis;
 	struct webhook *webhook;
 	struct http_server *http;
+	struct docs *docs;
 	struct producer *producer;
 	struct sched *sched;
 	struct event *ev_sigterm;

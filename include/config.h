@@ -35,6 +35,7 @@ struct config {
 	int64_t request_timeout_ms;
 	int64_t db_query_timeout_ms;
 	int64_t shutdown_timeout_ms;
+	char *swagger_dir;	/* Swagger UI assets */
 };
 
 /* Fills cfg from getenv; on a bad value returns -1 with one line in err

@@ -8,5 +8,10 @@ const struct route api_routes[] = {
 	{ "/messages", EVHTTP_REQ_GET, api_messages_list },
 	{ "/messages/start", EVHTTP_REQ_POST, api_start },
 	{ "/messages/stop", EVHTTP_REQ_POST, api_stop },
+	{ "/openapi.yaml", EVHTTP_REQ_GET, api_openapi_yaml },
+	{ "/swagger", EVHTTP_REQ_GET, api_swagger_redirect },
+	{ "/swagger/", EVHTTP_REQ_GET, api_swagger_index },
+	{ "/swagger/doc.json", EVHTTP_REQ_GET, api_openapi_json },
+	{ "/swagger/*", EVHTTP_REQ_GET, api_swagger_asset },
 };
 const size_t api_routes_count = ARRAY_LEN(api_routes);

@@ -8,6 +8,7 @@
 
 #include "api.h"
 #include "app.h"
+#include "docs.h"
 #include "http_server.h"
 #include "log.h"
 #include "migrate.h"
@@ -106,6 +107,7 @@ app_new(const struct config *cfg)
 		free(app);
 		return NULL;
 	}
+	app->docs = docs_new(cfg->swagger_dir);
 	app->resolver = resolver_new(app->base);
 	app->pg = pg_new(app->base, app->resolver, cfg->database_dsn,
 	    cfg->db_query_timeout_ms);
@@ -165,6 +167,7 @@ app_free(struct app *app)
 	prod_free(app->producer);
 	sched_free(app->sched);
 	resolver_free(app->resolver);
+	docs_free(app->docs);
 	event_free(app->ev_sigterm);
 	event_free(app->ev_sigint);
 	event_free(app->ev_drain);

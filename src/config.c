@@ -292,6 +292,7 @@ config_load(struct config *cfg, char *err, size_t errlen)
 		    "expected debug, info, warn or error");
 	cfg->redis_password = xstrdup(config_env("REDIS_PASSWORD", ""));
 	cfg->webhook_auth_key = xstrdup(config_env("WEBHOOK_AUTH_KEY", ""));
+	cfg->swagger_dir = xstrdup(config_env("SWAGGER_DIR", "web/swagger"));
 	if (config_dsn(cfg, err, errlen) != 0 ||
 	    config_redis_addr(cfg, err, errlen) != 0 ||
 	    config_int("REDIS_DB", "0", 0, 1023, &cfg->redis_db, err, errlen) ||
@@ -340,6 +341,7 @@ config_fini(struct config *cfg)
 	free(cfg->webhook_url);
 	free(cfg->webhook_auth_key);
 	free(cfg->bind_addr);
+	free(cfg->swagger_dir);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -375,7 +377,7 @@ config_log(const struct config *cfg)
 
 	log_info("config", "effective configuration",
 	    "{s:s, s:s, s:i, s:s, s:i, s:s, s:s, s:s, s:i, s:s, s:I, s:I, s:i,"
-	    " s:b, s:b, s:I, s:i, s:i, s:I, s:I, s:s, s:I, s:I, s:I}",
+	    " s:b, s:b, s:I, s:i, s:i, s:I, s:I, s:s, s:I, s:I, s:I, s:s}",
 	    "DATABASE_DSN", dsn,
 	    "REDIS_HOST", cfg->redis_host, "REDIS_PORT", cfg->redis_port,
 	    "REDIS_PASSWORD", *cfg->redis_password ? "*****" : "",
@@ -397,6 +399,7 @@ config_log(const struct config *cfg)
 	    "version", GOPULSE_VERSION,
 	    "REQUEST_TIMEOUT_MS", (json_int_t)cfg->request_timeout_ms,
 	    "DB_QUERY_TIMEOUT_MS", (json_int_t)cfg->db_query_timeout_ms,
-	    "SHUTDOWN_TIMEOUT_MS", (json_int_t)cfg->shutdown_timeout_ms);
+	    "SHUTDOWN_TIMEOUT_MS", (json_int_t)cfg->shutdown_timeout_ms,
+	    "SWAGGER_DIR", cfg->swagger_dir);
 	free(dsn);
 }

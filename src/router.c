@@ -41,12 +41,22 @@ router_allow(int methods, char *buf, size_t len)
 	}
 }
 
+/* Exact paths first; then prefix routes (ending in a star), which match anything below
+ * the prefix (but not the prefix itself). */
 const struct route *
 router_find(const struct route *routes, size_t n, const char *path)
 {
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(routes[i].path, path) == 0)
 			return &routes[i];
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(routes[i].path);
+
+		if (len > 0 && routes[i].path[len - 1] == '*' &&
+		    strncmp(routes[i].path, path, len - 1) == 0 &&
+		    path[len - 1] != '\0')
+			return &routes[i];
+	}
 	return NULL;
 }
 

@@ -18,6 +18,10 @@ Environment:
     SAN=1 / GOPULSE_SAN=1  set ASAN/UBSAN options for the service (build it with sanitizers)
     VALGRIND=1             run the service under valgrind (memcheck)
     GOPULSE_KEEP_TMP=1     keep the temp directory (logs, clusters) after the run
+    GOPULSE_RECORD_DIR     where responses.jsonl goes (default: the run's temp directory):
+                           every answer of the real service that http_request() gets, one
+                           JSON object a line; test_openapi.py validates them against
+                           openapi.yaml at the end of the run
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
+import urllib.parse
 from pathlib import Path
 from typing import Any, Callable
 
@@ -104,12 +110,69 @@ def services_sh(*args: str, timeout: float = 60) -> str:
     return p.stdout
 
 
+# ---------------------------------------------------------------- response recording
+#
+# Every answer of the real service (a Service running SERVICE_BIN, so neither the
+# receiver nor a stand-in binary) that http_request() gets is appended to
+# responses.jsonl as one JSON object: test, method, path (without the query), query,
+# status, headers (lower-cased), body (the text when the answer says it is JSON, else
+# null) and body_length. test_openapi.py runs last and validates them all against
+# openapi.yaml. The file is started afresh by its first use in a run.
+
+RECORD_FILE = "responses.jsonl"
+_record_ports: set[int] = set()  # ports of live services running SERVICE_BIN
+_record_lock = threading.Lock()
+_record_file: str | None = None
+_current_test = ""  # id of the running test, for the records
+
+
+def record_path() -> str:
+    """The recording of this run (created empty on first use)."""
+    global _record_file
+    with _record_lock:
+        if _record_file is None:
+            d = os.environ.get("GOPULSE_RECORD_DIR") or tmp_root()
+            os.makedirs(d, exist_ok=True)
+            _record_file = os.path.join(d, RECORD_FILE)
+            open(_record_file, "w").close()
+        return _record_file
+
+
+def _is_json_type(ctype: str) -> bool:
+    t = ctype.split(";", 1)[0].strip().lower()
+    return t == "application/json" or t.endswith("+json")
+
+
+def _record(port: int, method: str, path: str, status: int, headers: Headers,
+            data: bytes) -> None:
+    if port not in _record_ports:
+        return
+    split = urllib.parse.urlsplit(path)
+    entry = {
+        "test": _current_test,
+        "method": method.upper(),
+        "path": split.path,
+        "query": split.query,
+        "status": status,
+        "headers": headers,
+        "body": (data.decode("utf-8", "replace")
+                 if _is_json_type(headers.get("content-type", "")) else None),
+        "body_length": len(data),
+    }
+    line = json.dumps(entry, ensure_ascii=False) + "\n"
+    where = record_path()
+    with _record_lock:
+        with open(where, "a", encoding="utf-8") as f:
+            f.write(line)
+
+
 def http_request(host: str, port: int, method: str, path: str, body: Any = None,
                  headers: dict[str, str] | None = None, timeout: float = 10.0) -> Response:
     """One HTTP/1.1 request -> (status, lower-cased headers, body bytes).
 
     Never raises on an HTTP error status; connection errors and timeouts do raise (OSError).
     A dict or list body is sent as JSON, a str as UTF-8, bytes as they are.
+    Answers of the real service are recorded (see record_path()).
     """
     hdrs = dict(headers or {})
     if isinstance(body, (dict, list)):
@@ -127,6 +190,7 @@ def http_request(host: str, port: int, method: str, path: str, body: Any = None,
         for k, v in resp.getheaders():
             k = k.lower()
             out[k] = f"{out[k]}, {v}" if k in out else v
+        _record(port, method, path, resp.status, out, data)
         return resp.status, out, data
     finally:
         conn.close()
@@ -566,6 +630,11 @@ class Service(_Proc):
         self._checked = False
         super().__init__(cmd, full, log_path)
         _live_services.append(self)
+        # Only the real binary's answers are checked against openapi.yaml.
+        if os.path.realpath(self.bin) == os.path.realpath(SERVICE_BIN):
+            _record_ports.add(port)
+        else:
+            _record_ports.discard(port)
         if wait:
             if health_timeout is None:
                 health_timeout = 50 * 0.1 * (10 if VALGRIND else 3 if SAN else 1)
@@ -686,6 +755,7 @@ class Service(_Proc):
         return None
 
     def _after_exit(self) -> None:
+        _record_ports.discard(self.port)
         if not self._log.closed:
             self._log.close()
         if self in _live_services:
@@ -729,7 +799,7 @@ def shared_receiver() -> Receiver:
 
 def cleanup_all() -> None:
     """Stop every service, the receiver, Redis and PostgreSQL; remove the temp dir. Idempotent."""
-    global _pg, _redis, _receiver, _tmp_root
+    global _pg, _redis, _receiver, _tmp_root, _record_file
     for svc in list(_live_services):
         try:
             svc.kill9()
@@ -748,6 +818,8 @@ def cleanup_all() -> None:
         else:
             shutil.rmtree(_tmp_root, ignore_errors=True)
         _tmp_root = None
+    _record_ports.clear()
+    _record_file = None
 
 
 atexit.register(cleanup_all)
@@ -785,7 +857,9 @@ class IntegrationTest(unittest.TestCase):
         cls.receiver = shared_receiver()
 
     def setUp(self) -> None:
+        global _current_test
         super().setUp()
+        _current_test = self.id()
         self.services: list[Service] = []
         # A cleanup rather than tearDown: it also runs when a subclass's setUp fails
         # after this point or a subclass's tearDown forgets super().

@@ -55,7 +55,8 @@ class ApiTest(IntegrationTest):
                                     ("POST", "/messages", "GET, HEAD, OPTIONS"),
                                     ("GET", "/messages/start", "POST, OPTIONS"),
                                     ("PATCH", "/messages/stop", "POST, OPTIONS"),
-                                    ("PUT", "/health", "GET, HEAD, OPTIONS")):
+                                    ("PUT", "/health", "GET, HEAD, OPTIONS"),
+                                    ("TRACE", "/health", "GET, HEAD, OPTIONS")):
             resp = self.svc.request(method, path)
             self.assertJsonError(resp, 405)
             self.assertEqual(resp[1].get("allow"), allow, (method, path))

@@ -11,7 +11,7 @@ E164 = re.compile(r"^\+[1-9]\d{9,14}$")
 
 class MigrationTest(IntegrationTest):
     def test_schema_applied_and_tracked(self):
-        svc = self.start_service({"PRODUCER_INTERVAL": "0"})
+        svc = self.start_service({"PRODUCER_INTERVAL": "0", "AUTOSTART": "false"})
         svc.wait_log("database ready")
         self.assertEqual(self.psql("SELECT version FROM schema_migrations"), [("001_schema",)])
         cols = {r[0] for r in self.psql(
@@ -32,11 +32,11 @@ class MigrationTest(IntegrationTest):
             self.psql("UPDATE messages SET status = 'lost'")
 
     def test_restart_is_a_noop(self):
-        svc = self.start_service({"PRODUCER_INTERVAL": "0"})
+        svc = self.start_service({"PRODUCER_INTERVAL": "0", "AUTOSTART": "false"})
         svc.wait_log("database ready")
         self.psql("INSERT INTO messages (recipient, content) VALUES ('+15550001111', 'keep')")
         svc.stop()
-        svc2 = self.start_service({"PRODUCER_INTERVAL": "0"})
+        svc2 = self.start_service({"PRODUCER_INTERVAL": "0", "AUTOSTART": "false"})
         svc2.wait_log("database ready")
         self.assertEqual(svc2.find_logs("schema migration applied"), [])
         self.assertEqual(self.psql("SELECT count(*) FROM schema_migrations"), [("1",)])
