@@ -64,6 +64,22 @@ struct sched {
 
 static void sched_claim(struct sched *s);
 
+/* Room for n more outcomes in the pending buffer. */
+static void
+sched_reserve(struct sched *s, size_t n)
+{
+	size_t cap = s->cap_pending ? s->cap_pending : 16;
+
+	if (s->npending + n <= s->cap_pending)
+		return;
+	while (cap < s->npending + n)
+		cap *= 2;
+	s->pending = realloc(s->pending, cap * sizeof(*s->pending));
+	if (s->pending == NULL)
+		abort();
+	s->cap_pending = cap;
+}
+
 static void
 sched_db_trouble(struct sched *s, const char *what, const char *reason)
 {
@@ -133,13 +149,7 @@ sched_on_recorded(void *arg, const struct recorded *rows, size_t n,
 		 * whether or not the lost one committed. */
 		sched_db_trouble(s, "could not record outcomes, will retry",
 		    err);
-		if (s->npending + nwriting > s->cap_pending) {
-			s->cap_pending = s->npending + nwriting;
-			s->pending = realloc(s->pending,
-			    s->cap_pending * sizeof(*s->pending));
-			if (s->pending == NULL)
-				abort();
-		}
+		sched_reserve(s, nwriting);
 		memcpy(s->pending + s->npending, s->writing,
 		    nwriting * sizeof(*s->writing));
 		s->npending += nwriting;
@@ -209,13 +219,7 @@ sched_on_delivered(void *arg, const struct webhook_result *res)
 		sched_window_check(s);
 		return;
 	}
-	if (s->npending == s->cap_pending) {
-		s->cap_pending = s->cap_pending ? s->cap_pending * 2 : 16;
-		s->pending = realloc(s->pending,
-		    s->cap_pending * sizeof(*s->pending));
-		if (s->pending == NULL)
-			abort();
-	}
+	sched_reserve(s, 1);
 	o = &s->pending[s->npending++];
 	outcome_decide(o, res, d->retry_count, s->cfg->max_attempts,
 	    s->cfg->retry_base_delay_ms);

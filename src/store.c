@@ -32,6 +32,18 @@ store_call_new(void *arg)
 	return c;
 }
 
+/* Hands c to the database; on refusal (not ready) frees it. */
+static int
+store_submit(struct pg_conn *pg, const char *sql, int nparams,
+    const char *const *params, pg_result_cb on_result, struct store_call *c)
+{
+	if (pg_query(pg, sql, nparams, params, on_result, c) != 0) {
+		free(c);
+		return -1;
+	}
+	return 0;
+}
+
 static void
 store_on_inserted(void *arg, const PGresult *res, const char *err)
 {
@@ -52,13 +64,9 @@ store_insert_message(struct pg_conn *pg, const char *recipient,
 	struct store_call *c = store_call_new(arg);
 
 	c->cb.id = cb;
-	if (pg_query(pg, "INSERT INTO messages (recipient, content) "
+	return store_submit(pg, "INSERT INTO messages (recipient, content) "
 	    "VALUES ($1, $2) RETURNING id", 2, params, store_on_inserted,
-	    c) != 0) {
-		free(c);
-		return -1;
-	}
-	return 0;
+	    c);
 }
 
 static const char *
@@ -106,15 +114,11 @@ store_list_sent(struct pg_conn *pg, int limit, int offset, store_list_cb cb,
 	snprintf(lim, sizeof(lim), "%d", limit);
 	snprintf(off, sizeof(off), "%d", offset);
 	c->cb.list = cb;
-	if (pg_query(pg, "SELECT id, recipient, content, status, "
+	return store_submit(pg, "SELECT id, recipient, content, status, "
 	    STORE_TS("sent_at") ", retry_count, " STORE_TS("created_at") ", "
 	    "response_id FROM messages WHERE status = 'sent' "
 	    "ORDER BY sent_at DESC, id DESC LIMIT $1 OFFSET $2",
-	    2, params, store_on_listed, c) != 0) {
-		free(c);
-		return -1;
-	}
-	return 0;
+	    2, params, store_on_listed, c);
 }
 
 static void
@@ -155,7 +159,7 @@ store_claim_due(struct pg_conn *pg, int limit, int64_t lease_ms,
 	snprintf(lim, sizeof(lim), "%d", limit);
 	snprintf(lease, sizeof(lease), "%lld", (long long)lease_ms);
 	c->cb.claim = cb;
-	if (pg_query(pg,
+	return store_submit(pg,
 	    "WITH due AS ("
 	    " SELECT id FROM messages"
 	    " WHERE status = 'pending' AND next_attempt_at <= now()"
@@ -168,11 +172,7 @@ store_claim_due(struct pg_conn *pg, int limit, int64_t lease_ms,
 	    " FROM due, claim WHERE m.id = due.id"
 	    " RETURNING m.id, m.recipient, m.content, m.retry_count,"
 	    " m.lease_token",
-	    2, params, store_on_claimed, c) != 0) {
-		free(c);
-		return -1;
-	}
-	return 0;
+	    2, params, store_on_claimed, c);
 }
 
 static void
@@ -233,7 +233,7 @@ store_record_outcomes(struct pg_conn *pg, const struct outcome *o, size_t n,
 	for (size_t k = 0; k < ARRAY_LEN(all); k++)
 		params[k] = pgarray_text(all[k]);
 	c->cb.record = cb;
-	rc = pg_query(pg,
+	rc = store_submit(pg,
 	    "UPDATE messages m SET status = o.status,"
 	    " sent_at = CASE WHEN o.status = 'sent' THEN now() ELSE m.sent_at END,"
 	    " response_code = o.code,"
@@ -254,9 +254,5 @@ store_record_outcomes(struct pg_conn *pg, const struct outcome *o, size_t n,
 	    (int)ARRAY_LEN(all), params, store_on_recorded, c);
 	for (size_t k = 0; k < ARRAY_LEN(all); k++)
 		pgarray_fini(all[k]);
-	if (rc != 0) {
-		free(c);
-		return -1;
-	}
-	return 0;
+	return rc;
 }
