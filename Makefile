@@ -12,6 +12,8 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes
 override CFLAGS += -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude \
                    $(shell pkg-config --cflags $(PKGS))
 LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lm
+# Debian's python3, where packages.txt puts PyYAML (a pyenv one may lack it).
+PYTHON  ?= $(firstword $(wildcard /usr/bin/python3) python3)
 
 ifeq ($(SAN),1)
 BUILD   := build/san
@@ -48,7 +50,7 @@ $(BUILD)/obj/sql_files.o: $(BUILD)/obj/sql_files.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/openapi_doc.c: openapi.yaml scripts/embed-openapi.py | $(BUILD)/obj
-	python3 scripts/embed-openapi.py $@ openapi.yaml
+	$(PYTHON) scripts/embed-openapi.py $@ openapi.yaml
 
 $(BUILD)/obj/openapi_doc.o: $(BUILD)/obj/openapi_doc.c
 	$(CC) $(CFLAGS) -c -o $@ $<

@@ -132,7 +132,7 @@ pg_init() {
 	fi
 	# C.UTF-8 sorts like C but keeps UTF-8 character classes; glibc >= 2.35 always has it.
 	loc=C
-	if locale -a 2>/dev/null | grep -qix 'c\.utf-\?8'; then
+	if grep -qix 'c\.utf-\?8' <<<"$(locale -a 2>/dev/null)"; then
 		loc=C.UTF-8
 	fi
 	# --no-sync: a throwaway cluster does not need to survive a power cut.

@@ -29,10 +29,17 @@ struct resolve_hostent {
 	char ip[RESOLVE_IP_MAX];
 };
 
+/* resolv.conf allows three; a few more cost nothing. */
+#define RESOLVE_MAX_SERVERS 8
+
 struct resolver {
 	struct event_base *base;
 	struct evdns_base *dns;
 	bool have_dns;		/* at least one nameserver */
+	/* The nameservers of resolv.conf, used one at a time (see
+	 * resolver_use_server); empty when the caller chose its own. */
+	char servers[RESOLVE_MAX_SERVERS][RESOLVE_IP_MAX + 8];
+	size_t nservers, cur_server;
 	bool closing;
 	struct resolve_hostent *hosts;
 	size_t nhosts, hosts_cap;
@@ -247,6 +254,54 @@ resolve_on_deliver(evutil_socket_t fd, short what, void *arg)
 		cb(cb_arg, ok ? ip : NULL, ok ? NULL : err);
 }
 
+/* evdns sends each query to the next nameserver in turn. When they
+ * disagree (podman lists its own DNS, which knows the compose services,
+ * before the host's, which does not) a name then resolves or fails by
+ * turns. The system resolver asks the first one and moves on only when it
+ * fails; do the same: one server at a time, the next after a failure. */
+static void
+resolver_use_server(struct resolver *r, size_t i)
+{
+	evdns_base_clear_nameservers_and_suspend(r->dns);
+	if (evdns_base_nameserver_ip_add(r->dns, r->servers[i]) != 0)
+		log_warn("dns", "bad nameserver in resolv.conf", "{s:s}",
+		    "nameserver", r->servers[i]);
+	evdns_base_resume(r->dns);
+	r->cur_server = i;
+}
+
+static void
+resolver_server_failed(struct resolver *r)
+{
+	size_t next;
+
+	if (r->nservers < 2)
+		return;
+	next = (r->cur_server + 1) % r->nservers;
+	log_info("dns", "nameserver failed, trying the next", "{s:s, s:s}",
+	    "failed", r->servers[r->cur_server], "next", r->servers[next]);
+	resolver_use_server(r, next);
+}
+
+static void
+resolver_read_servers(struct resolver *r, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char line[256];
+
+	if (f == NULL)
+		return;
+	while (fgets(line, sizeof(line), f) != NULL &&
+	    r->nservers < RESOLVE_MAX_SERVERS) {
+		char addr[RESOLVE_IP_MAX + 8];
+
+		if (sscanf(line, " nameserver %53s", addr) == 1)
+			snprintf(r->servers[r->nservers++],
+			    sizeof(r->servers[0]), "%s", addr);
+	}
+	fclose(f);
+}
+
 static void
 resolve_on_timeout(evutil_socket_t fd, short what, void *arg)
 {
@@ -254,6 +309,8 @@ resolve_on_timeout(evutil_socket_t fd, short what, void *arg)
 
 	UNUSED(fd);
 	UNUSED(what);
+	if (req->pending_a || req->pending_aaaa)
+		resolver_server_failed(req->r);
 	if (req->v6[0] != '\0')
 		resolve_finish(req, req->v6, NULL);
 	else
@@ -297,6 +354,9 @@ resolve_on_dns(int result, char type, int count, void *addresses,
 	} else if (req->dns_err == DNS_ERR_NONE) {
 		req->dns_err = result;
 	}
+	if (result == DNS_ERR_TIMEOUT || result == DNS_ERR_SERVERFAILED ||
+	    result == DNS_ERR_REFUSED)
+		resolver_server_failed(req->r);
 	resolve_settle(req);
 }
 
@@ -409,6 +469,9 @@ resolver_new(struct event_base *base)
 	    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	if (r->dns != NULL) {
 		r->have_dns = evdns_base_count_nameservers(r->dns) > 0;
+		resolver_read_servers(r, "/etc/resolv.conf");
+		if (r->have_dns && r->nservers > 1)
+			resolver_use_server(r, 0);
 	} else {
 		log_warn("dns", "no usable /etc/resolv.conf: resolving from "
 		    "the hosts file only", NULL);
@@ -430,6 +493,7 @@ resolver_new(struct event_base *base)
 int
 resolver_set_nameserver(struct resolver *r, const char *addr)
 {
+	r->nservers = 0;
 	evdns_base_clear_nameservers_and_suspend(r->dns);
 	if (evdns_base_nameserver_ip_add(r->dns, addr) != 0) {
 		r->have_dns = false;
