@@ -34,7 +34,7 @@ UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/test/unit_%)
 SQL      := $(sort $(wildcard sql/*.sql))
 
-.PHONY: all test unit run bench clean format docs-deps swagger-ui
+.PHONY: all test unit run bench clean format docs-deps swagger-ui deps
 all: $(BIN) $(RECEIVER)
 
 $(BIN): $(OBJS)
@@ -66,8 +66,13 @@ $(BUILD)/obj $(BUILD)/test:
 
 unit: $(UNIT_BINS)
 
+# Debian packages of packages.txt (as root: installed when missing; fast when not).
+deps:
+	./scripts/install-deps.sh build dev
+
 # TESTS=pattern narrows the integration tests (e.g. TESTS=test_api).
-test: all unit swagger-ui
+test: deps
+	$(MAKE) --no-print-directory all unit swagger-ui
 	GOPULSE_BIN=$(BIN) RECEIVER_BIN=$(RECEIVER) UNIT_DIR=$(BUILD)/test \
 	GOPULSE_SAN=$(SAN) ./scripts/test-all.sh $(TESTS)
 
