@@ -5,6 +5,7 @@
 
 const struct route api_routes[] = {
 	{ "/health", EVHTTP_REQ_GET, api_health },
+	{ "/ready", EVHTTP_REQ_GET, api_ready },
 	{ "/messages", EVHTTP_REQ_GET, api_messages_list },
 	{ "/messages/start", EVHTTP_REQ_POST, api_start },
 	{ "/messages/stop", EVHTTP_REQ_POST, api_stop },

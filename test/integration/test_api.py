@@ -37,6 +37,16 @@ class ApiTest(IntegrationTest):
         stamp = time.strptime(doc["timestamp"], "%Y-%m-%dT%H:%M:%SZ")
         self.assertLess(abs(time.mktime(stamp) - time.mktime(time.gmtime())), 5)
 
+    def test_ready(self):
+        code, doc = self.svc.json("GET", "/ready")
+        self.assertEqual(code, 200)
+        self.assertEqual(doc["status"], "ready")
+        self.assertEqual(doc["database"], "ready")
+        self.assertEqual(doc["scheduler"], "inactive")
+        self.assertIn(doc["redis"], ("ready", "connecting", "resolving"))
+        self.svc.post("/messages/start")
+        self.assertEqual(self.svc.json("GET", "/ready")[1]["scheduler"], "active")
+
     def test_head_health_has_length_and_no_body(self):
         code, headers, body = self.svc.request("HEAD", "/health")
         self.assertEqual(code, 200)

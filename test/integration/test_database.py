@@ -124,11 +124,15 @@ class OutageTest(IntegrationTest):
                 code, doc = svc.json("GET", "/messages")
                 self.assertEqual(code, 503)
                 self.assertEqual(doc["status"], "error")
+                code, doc = svc.json("GET", "/ready")
+                self.assertEqual((code, doc["status"]), (503, "not ready"))
+                self.assertNotEqual(doc["database"], "ready")
             svc.wait_log("tick skipped: database unavailable")
         finally:
             self.pg.start()
         wait_until(lambda: svc.get("/messages")[0] == 200, 15, 0.1,
                    "/messages answers 200 again after PostgreSQL is back")
+        self.assertEqual(svc.get("/ready")[0], 200)
         n = len(svc.find_logs("Successfully created a new message"))
         svc.wait_log("Successfully created a new message", count=n + 2)
         self.assertEqual(svc.returncode, None)

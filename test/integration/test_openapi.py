@@ -343,6 +343,8 @@ def _nonempty_list(v: Verdict, rec: dict) -> bool:
 REQUIRED: list[tuple[str, Callable[[Verdict, dict], bool]]] = [
     ("GET /health 200", _is("GET /health", 200)),
     ("HEAD /health 200", _is("HEAD /health", 200)),
+    ("GET /ready 200", _is("GET /ready", 200)),
+    ("GET /ready 503", _is("GET /ready", 503)),
     ("GET /messages 200 with messages", _nonempty_list),
     ("GET /messages 400", _is("GET /messages", 400)),
     ("GET /messages 503", _is("GET /messages", 503)),
@@ -384,6 +386,8 @@ FALLBACK_REQUESTS: list[tuple[str, str, str, Any]] = [
     ("db", "GET", "/swagger/swagger-ui.css", None),
     ("db", "GET", "/swagger/no-such-file.js", None),
     ("nodb", "GET", "/messages", None),
+    ("db", "GET", "/ready", None),
+    ("nodb", "GET", "/ready", None),
 ]
 
 
