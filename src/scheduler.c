@@ -295,8 +295,13 @@ sched_claim(struct sched *s)
 	}
 	s->run = RUN_CLAIMING;
 	s->window = want;
-	if (store_claim_due(s->pg, (int)want, lease, sched_on_claimed, s) != 0)
-		sched_wait_db(s, "database unavailable");
+	if (store_claim_due(s->pg, (int)want, lease, sched_on_claimed, s) == 0)
+		return;
+	/* At boot the first connect is still under way: no outage yet. */
+	if (pg_get_state(s->pg) == PG_CONNECTING ||
+	    pg_get_state(s->pg) == PG_SETUP)
+		s->db_warned = true;
+	sched_wait_db(s, "database unavailable");
 }
 
 static void
