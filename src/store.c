@@ -75,29 +75,48 @@ store_text(const PGresult *res, int row, int col)
 	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
 }
 
+typedef void (*store_row_fn)(const PGresult *res, int row, void *out);
+
+/* Every row of a result decoded by fn into a new array the caller frees
+ * (NULL and 0 rows after an error). The strings stay in res. */
+static void *
+store_rows(const PGresult *res, const char *err, size_t size, store_row_fn fn,
+    size_t *n)
+{
+	char *rows;
+
+	*n = err == NULL ? (size_t)PQntuples(res) : 0;
+	if (*n == 0)
+		return NULL;
+	rows = xcalloc(*n, size);
+	for (size_t i = 0; i < *n; i++)
+		fn(res, (int)i, rows + i * size);
+	return rows;
+}
+
+static void
+store_message_row(const PGresult *res, int r, void *out)
+{
+	struct message *m = out;
+
+	m->id = strtoll(PQgetvalue(res, r, 0), NULL, 10);
+	m->recipient = store_text(res, r, 1);
+	m->content = store_text(res, r, 2);
+	m->status = store_text(res, r, 3);
+	m->sent_at = store_text(res, r, 4);
+	m->retry_count = atoi(PQgetvalue(res, r, 5));
+	m->created_at = store_text(res, r, 6);
+	m->response_id = store_text(res, r, 7);
+}
+
 static void
 store_on_listed(void *arg, const PGresult *res, const char *err)
 {
 	struct store_call *c = arg;
-	struct message *msgs = NULL;
-	size_t n = 0;
+	size_t n;
+	struct message *msgs = store_rows(res, err, sizeof(*msgs),
+	    store_message_row, &n);
 
-	if (err == NULL) {
-		n = (size_t)PQntuples(res);
-		msgs = xcalloc(n, sizeof(*msgs));
-		for (size_t i = 0; i < n; i++) {
-			int r = (int)i;
-
-			msgs[i].id = strtoll(PQgetvalue(res, r, 0), NULL, 10);
-			msgs[i].recipient = store_text(res, r, 1);
-			msgs[i].content = store_text(res, r, 2);
-			msgs[i].status = store_text(res, r, 3);
-			msgs[i].sent_at = store_text(res, r, 4);
-			msgs[i].retry_count = atoi(PQgetvalue(res, r, 5));
-			msgs[i].created_at = store_text(res, r, 6);
-			msgs[i].response_id = store_text(res, r, 7);
-		}
-	}
 	c->cb.list(c->arg, msgs, n, err);
 	free(msgs);
 	free(c);
@@ -122,25 +141,25 @@ store_list_sent(struct pg_conn *pg, int limit, int offset, store_list_cb cb,
 }
 
 static void
+store_claimed_row(const PGresult *res, int r, void *out)
+{
+	struct claimed *c = out;
+
+	c->id = strtoll(PQgetvalue(res, r, 0), NULL, 10);
+	c->recipient = PQgetvalue(res, r, 1);
+	c->content = PQgetvalue(res, r, 2);
+	c->retry_count = atoi(PQgetvalue(res, r, 3));
+	c->lease_token = PQgetvalue(res, r, 4);
+}
+
+static void
 store_on_claimed(void *arg, const PGresult *res, const char *err)
 {
 	struct store_call *c = arg;
-	struct claimed *rows = NULL;
-	size_t n = 0;
+	size_t n;
+	struct claimed *rows = store_rows(res, err, sizeof(*rows),
+	    store_claimed_row, &n);
 
-	if (err == NULL) {
-		n = (size_t)PQntuples(res);
-		rows = xcalloc(n, sizeof(*rows));
-		for (size_t i = 0; i < n; i++) {
-			int r = (int)i;
-
-			rows[i].id = strtoll(PQgetvalue(res, r, 0), NULL, 10);
-			rows[i].recipient = PQgetvalue(res, r, 1);
-			rows[i].content = PQgetvalue(res, r, 2);
-			rows[i].retry_count = atoi(PQgetvalue(res, r, 3));
-			rows[i].lease_token = PQgetvalue(res, r, 4);
-		}
-	}
 	c->cb.claim(c->arg, rows, n, err);
 	free(rows);
 	free(c);
@@ -176,24 +195,24 @@ store_claim_due(struct pg_conn *pg, int limit, int64_t lease_ms,
 }
 
 static void
+store_recorded_row(const PGresult *res, int r, void *out)
+{
+	struct recorded *rec = out;
+
+	rec->id = strtoll(PQgetvalue(res, r, 0), NULL, 10);
+	rec->status = PQgetvalue(res, r, 1);
+	rec->sent_at = store_text(res, r, 2);
+	rec->response_id = store_text(res, r, 3);
+}
+
+static void
 store_on_recorded(void *arg, const PGresult *res, const char *err)
 {
 	struct store_call *c = arg;
-	struct recorded *rows = NULL;
-	size_t n = 0;
+	size_t n;
+	struct recorded *rows = store_rows(res, err, sizeof(*rows),
+	    store_recorded_row, &n);
 
-	if (err == NULL) {
-		n = (size_t)PQntuples(res);
-		rows = xcalloc(n, sizeof(*rows));
-		for (size_t i = 0; i < n; i++) {
-			int r = (int)i;
-
-			rows[i].id = strtoll(PQgetvalue(res, r, 0), NULL, 10);
-			rows[i].status = PQgetvalue(res, r, 1);
-			rows[i].sent_at = store_text(res, r, 2);
-			rows[i].response_id = store_text(res, r, 3);
-		}
-	}
 	c->cb.record(c->arg, rows, n, err);
 	free(rows);
 	free(c);
