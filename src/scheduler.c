@@ -80,13 +80,18 @@ sched_reserve(struct sched *s, size_t n)
 	s->cap_pending = cap;
 }
 
+/* One warning per outage. While the first connect is still under way
+ * (boot) there is no outage yet, only a wait. */
 static void
 sched_db_trouble(struct sched *s, const char *what, const char *reason)
 {
-	if (!s->db_warned)
-		log_warn("scheduler", what, "{s:s}", "reason", reason);
-	else
+	enum pg_state st = pg_get_state(s->pg);
+
+	if (s->db_warned || st == PG_CONNECTING || st == PG_SETUP) {
 		log_debug("scheduler", what, "{s:s}", "reason", reason);
+		return;
+	}
+	log_warn("scheduler", what, "{s:s}", "reason", reason);
 	s->db_warned = true;
 }
 
@@ -165,10 +170,10 @@ sched_on_recorded(void *arg, const struct recorded *rows, size_t n,
 			log_info("scheduler", "message sent", "{s:I, s:s?}",
 			    "id", (json_int_t)rows[i].id, "messageId",
 			    rows[i].response_id);
-			if (cache_put_sent(s->redis, rows[i].id,
+			/* Fire and forget: the cache logs its own failures. */
+			(void)cache_put_sent(s->redis, rows[i].id,
 			    rows[i].response_id, rows[i].sent_at,
-			    s->cfg->cache_ttl_ms) != 0)
-				continue;
+			    s->cfg->cache_ttl_ms);
 		} else if (strcmp(rows[i].status, "failed") == 0) {
 			log_warn("scheduler", "message failed", "{s:I}", "id",
 			    (json_int_t)rows[i].id);
@@ -295,13 +300,8 @@ sched_claim(struct sched *s)
 	}
 	s->run = RUN_CLAIMING;
 	s->window = want;
-	if (store_claim_due(s->pg, (int)want, lease, sched_on_claimed, s) == 0)
-		return;
-	/* At boot the first connect is still under way: no outage yet. */
-	if (pg_get_state(s->pg) == PG_CONNECTING ||
-	    pg_get_state(s->pg) == PG_SETUP)
-		s->db_warned = true;
-	sched_wait_db(s, "database unavailable");
+	if (store_claim_due(s->pg, (int)want, lease, sched_on_claimed, s) != 0)
+		sched_wait_db(s, "database unavailable");
 }
 
 static void
