@@ -43,9 +43,12 @@ void resolver_free(struct resolver *r);
 /* Adds the entries of a file in hosts(5) format; -1 if it can't be read.
  * For tests and for setups with an extra hosts file. */
 int resolver_add_hosts(struct resolver *r, const char *path) MUSTCHECK;
-/* Replaces the DNS servers by one "ip" or "ip:port" (tests, or a sidecar
- * resolver). Call it while no lookup is outstanding. */
-int resolver_set_nameserver(struct resolver *r, const char *addr) MUSTCHECK;
+/* Replaces the DNS servers by "ip" or "ip:port" entries, asked one at a
+ * time in this order, the next after a failure, as the ones of
+ * resolv.conf are (tests, or a sidecar resolver). Call it while no lookup
+ * is outstanding. */
+int resolver_set_nameservers(struct resolver *r, const char *const *addrs,
+    size_t n) MUSTCHECK;
 
 /* Starts a lookup that gives up after timeout_ms (at least 1 ms). Returns
  * NULL, with no callback, only while resolver_free is running. */

@@ -55,6 +55,7 @@ struct resolve_req {
 	struct event *ev_deliver;
 	bool pending_a, pending_aaaa;	/* evdns queries not yet answered */
 	bool done;			/* result fixed, delivery scheduled */
+	bool blamed;			/* its nameserver was moved past */
 	int dns_err;			/* first evdns error seen */
 	char ip[RESOLVE_IP_MAX];
 	char v6[RESOLVE_IP_MAX];	/* AAAA answer held while A is out */
@@ -259,15 +260,19 @@ resolve_on_deliver(evutil_socket_t fd, short what, void *arg)
  * before the host's, which does not) a name then resolves or fails by
  * turns. The system resolver asks the first one and moves on only when it
  * fails; do the same: one server at a time, the next after a failure. */
-static void
+static int
 resolver_use_server(struct resolver *r, size_t i)
 {
+	int rc;
+
 	evdns_base_clear_nameservers_and_suspend(r->dns);
-	if (evdns_base_nameserver_ip_add(r->dns, r->servers[i]) != 0)
-		log_warn("dns", "bad nameserver in resolv.conf", "{s:s}",
-		    "nameserver", r->servers[i]);
+	rc = evdns_base_nameserver_ip_add(r->dns, r->servers[i]);
+	if (rc != 0)
+		log_warn("dns", "bad nameserver", "{s:s}", "nameserver",
+		    r->servers[i]);
 	evdns_base_resume(r->dns);
 	r->cur_server = i;
+	return rc == 0 ? 0 : -1;
 }
 
 static void
@@ -281,6 +286,18 @@ resolver_server_failed(struct resolver *r)
 	log_info("dns", "nameserver failed, trying the next", "{s:s, s:s}",
 	    "failed", r->servers[r->cur_server], "next", r->servers[next]);
 	resolver_use_server(r, next);
+}
+
+/* A lookup's A and AAAA queries and its own timeout may all fail: move
+ * past its nameserver once, or with two servers the lookup would rotate
+ * straight back to the one that failed. */
+static void
+resolve_blame_server(struct resolve_req *req)
+{
+	if (req->blamed)
+		return;
+	req->blamed = true;
+	resolver_server_failed(req->r);
 }
 
 static void
@@ -310,7 +327,7 @@ resolve_on_timeout(evutil_socket_t fd, short what, void *arg)
 	UNUSED(fd);
 	UNUSED(what);
 	if (req->pending_a || req->pending_aaaa)
-		resolver_server_failed(req->r);
+		resolve_blame_server(req);
 	if (req->v6[0] != '\0')
 		resolve_finish(req, req->v6, NULL);
 	else
@@ -356,7 +373,7 @@ resolve_on_dns(int result, char type, int count, void *addresses,
 	}
 	if (result == DNS_ERR_TIMEOUT || result == DNS_ERR_SERVERFAILED ||
 	    result == DNS_ERR_REFUSED)
-		resolver_server_failed(req->r);
+		resolve_blame_server(req);
 	resolve_settle(req);
 }
 
@@ -470,8 +487,9 @@ resolver_new(struct event_base *base)
 	if (r->dns != NULL) {
 		r->have_dns = evdns_base_count_nameservers(r->dns) > 0;
 		resolver_read_servers(r, "/etc/resolv.conf");
-		if (r->have_dns && r->nservers > 1)
-			resolver_use_server(r, 0);
+		if (r->have_dns && r->nservers > 1 &&
+		    resolver_use_server(r, 0) != 0)
+			r->have_dns = false;
 	} else {
 		log_warn("dns", "no usable /etc/resolv.conf: resolving from "
 		    "the hosts file only", NULL);
@@ -491,17 +509,15 @@ resolver_new(struct event_base *base)
 }
 
 int
-resolver_set_nameserver(struct resolver *r, const char *addr)
+resolver_set_nameservers(struct resolver *r, const char *const *addrs,
+    size_t n)
 {
 	r->nservers = 0;
-	evdns_base_clear_nameservers_and_suspend(r->dns);
-	if (evdns_base_nameserver_ip_add(r->dns, addr) != 0) {
-		r->have_dns = false;
-		evdns_base_resume(r->dns);
-		return -1;
-	}
-	r->have_dns = true;
-	return evdns_base_resume(r->dns) == 0 ? 0 : -1;
+	for (size_t i = 0; i < n && i < RESOLVE_MAX_SERVERS; i++)
+		snprintf(r->servers[r->nservers++], sizeof(r->servers[0]), "%s",
+		    addrs[i]);
+	r->have_dns = r->nservers > 0 && resolver_use_server(r, 0) == 0;
+	return r->have_dns ? 0 : -1;
 }
 
 void

@@ -99,6 +99,7 @@ struct fake_dns {
 	int port;
 	struct event *ev;
 	int queries;
+	bool servfail;		/* a broken server: SERVFAIL to everything */
 };
 
 static void
@@ -145,7 +146,11 @@ fake_dns_on_read(evutil_socket_t fd, short what, void *arg)
 		return;
 	if (strcasecmp(name, "a.test") == 0 || strcasecmp(name, "six.test") == 0)
 		rcode = 0;
-	if (strcasecmp(name, "a.test") == 0 && qtype == 1) {
+	if (fd_->servfail)
+		rcode = 2;
+	if (rcode != 0) {
+		/* no answer records */
+	} else if (strcasecmp(name, "a.test") == 0 && qtype == 1) {
 		inet_pton(AF_INET, "10.1.2.3", rdata);
 		rdlen = 4;
 	} else if (rcode == 0 && qtype == 28) {
@@ -207,9 +212,10 @@ fake_resolver(struct fake_dns *d)
 {
 	struct resolver *r = resolver_new(base);
 	char addr[64];
+	const char *addrs[] = { addr };
 
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", d->port);
-	CHECK(resolver_set_nameserver(r, addr) == 0);
+	CHECK(resolver_set_nameservers(r, addrs, 1) == 0);
 	return r;
 }
 
@@ -293,7 +299,11 @@ test_hosts_file(void)
 	CHECK(resolver_add_hosts(r, "/nonexistent/hosts") == -1);
 	unlink(path);
 	/* No DNS at all: a miss must fail fast, not wait for a timeout. */
-	CHECK(resolver_set_nameserver(r, "not an address") == -1);
+	{
+		const char *bad[] = { "not an address" };
+
+		CHECK(resolver_set_nameservers(r, bad, 1) == -1);
+	}
 	submit(r, "cache.internal", 1000, &a);
 	submit(r, "CACHE", 1000, &alias);
 	submit(r, "v6only.internal", 1000, &six);
@@ -349,6 +359,40 @@ test_timeout(void)
 	/* The abandoned query is still with evdns: freeing drops it. */
 	resolver_free(r);
 	fake_dns_stop(&d);
+}
+
+/* Like the system resolver: the first server while it works, the next
+ * once it fails, and not back again at the next lookup. */
+static void
+test_next_nameserver_after_failure(void)
+{
+	struct fake_dns broken, good;
+	struct resolver *r = resolver_new(base);
+	char a1[64], a2[64];
+	const char *addrs[] = { a1, a2 };
+	struct result first, second, third;
+
+	fake_dns_start(&broken);
+	fake_dns_start(&good);
+	broken.servfail = true;
+	snprintf(a1, sizeof(a1), "127.0.0.1:%d", broken.port);
+	snprintf(a2, sizeof(a2), "127.0.0.1:%d", good.port);
+	CHECK(resolver_set_nameservers(r, addrs, 2) == 0);
+	submit(r, "a.test", 2000, &first);
+	run_loop(WATCHDOG_MS);
+	CHECK(broken.queries > 0 && good.queries == 0);
+	CHECK(first.calls == 1);
+	submit(r, "a.test", 2000, &second);
+	run_loop(WATCHDOG_MS);
+	CHECK_STR(second.ip, "10.1.2.3");
+	broken.queries = 0;
+	submit(r, "a.test", 2000, &third);
+	run_loop(WATCHDOG_MS);
+	CHECK_STR(third.ip, "10.1.2.3");
+	CHECK(broken.queries == 0);
+	resolver_free(r);
+	fake_dns_stop(&broken);
+	fake_dns_stop(&good);
 }
 
 static void
@@ -416,6 +460,7 @@ main(void)
 	RUN(test_hosts_file);
 	RUN(test_dns);
 	RUN(test_timeout);
+	RUN(test_next_nameserver_after_failure);
 	RUN(test_cancel);
 	RUN(test_free_outstanding);
 	event_base_free(base);
