@@ -1,6 +1,7 @@
 /* api_docs.c - the API's own description: /openapi.yaml, /swagger/doc.json
  * and Swagger UI under /swagger/. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
@@ -91,8 +92,14 @@ api_swagger_index(struct evhttp_request *req, void *arg)
 void
 api_swagger_asset(struct evhttp_request *req, void *arg)
 {
-	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	const char *raw = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	char *path = evhttp_uridecode(raw, 0, NULL);
 
-	/* The router matched the /swagger/ prefix: the rest is a file name. */
-	api_swagger_file(req, arg, path + strlen("/swagger/"));
+	/* The router matched the decoded path against the /swagger/ prefix;
+	 * match the file on the same decoded text. */
+	if (path == NULL || strncmp(path, "/swagger/", 9) != 0)
+		reply_error(req, 404, "not found");
+	else
+		api_swagger_file(req, arg, path + 9);
+	free(path);
 }

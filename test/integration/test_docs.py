@@ -55,6 +55,8 @@ class DocsTest(IntegrationTest):
                 self.assertEqual(headers["content-type"], ctype)
                 disk = REPO / "web" / "swagger" / (name or "index.html")
                 self.assertEqual(body, disk.read_bytes())
+        # Names are matched decoded, as the router matches paths.
+        self.assertEqual(self.svc.get("/swagger/swagger%2Dui.css")[0], 200)
         self.assertEqual(self.svc.get("/swagger/nope.js")[0], 404)
         self.assertEqual(self.svc.get("/swagger/%2e%2e%2fREADME.md")[0], 404)
 
