@@ -25,18 +25,27 @@ reply_reason(int status)
 	}
 }
 
+static int
+reply_dump_cb(const char *buf, size_t size, void *data)
+{
+	return evbuffer_add(data, buf, size);
+}
+
 void
 reply_json(struct evhttp_request *req, int status, json_t *body)
 {
 	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
-	char *text;
+	struct evbuffer *buf = evhttp_request_get_output_buffer(req);
 
 	if (body == NULL) {
 		status = 500;
 		body = json_pack("{s:s, s:s}", "error", "could not build the "
 		    "reply", "status", "error");
 	}
-	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	/* Straight into the output buffer: no string to build and copy. */
+	if (body != NULL && json_dump_callback(body, reply_dump_cb, buf,
+	    JSON_COMPACT) == 0)
+		evbuffer_add(buf, "\n", 1);
 	json_decref(body);
 	evhttp_remove_header(out, "Content-Type");
 	evhttp_add_header(out, "Content-Type", "application/json");
@@ -46,14 +55,10 @@ reply_json(struct evhttp_request *req, int status, json_t *body)
 		 * length: both break keep-alive framing. */
 		char len[24];
 
-		snprintf(len, sizeof(len), "%zu", text ? strlen(text) + 1 : 0);
+		snprintf(len, sizeof(len), "%zu", evbuffer_get_length(buf));
+		evbuffer_drain(buf, evbuffer_get_length(buf));
 		evhttp_add_header(out, "Content-Length", len);
-	} else if (text != NULL) {
-		evbuffer_add(evhttp_request_get_output_buffer(req), text,
-		    strlen(text));
-		evbuffer_add(evhttp_request_get_output_buffer(req), "\n", 1);
 	}
-	free(text);
 	evhttp_send_reply(req, status, reply_reason(status), NULL);
 }
 
