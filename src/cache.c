@@ -10,20 +10,13 @@
 #include "log.h"
 #include "util.h"
 
-/* Process-wide: the service has one thread and one Redis client. */
-static struct cache_stats cache_stats;
-/* Writes skipped since Redis was last ready. */
+/* Writes skipped since Redis was last ready; process-wide, as the service
+ * has one thread and one Redis client. */
 static uint64_t cache_down_streak;
 
 struct cache_put {
 	int64_t id;
 };
-
-void
-cache_get_stats(struct cache_stats *out)
-{
-	*out = cache_stats;
-}
 
 static void
 cache_on_reply(void *arg, const redisReply *reply, const char *err)
@@ -31,11 +24,9 @@ cache_on_reply(void *arg, const redisReply *reply, const char *err)
 	struct cache_put *put = arg;
 
 	if (err != NULL) {
-		cache_stats.failed++;
 		log_warn("cache", "cache write failed", "{s:I, s:s}", "id",
 		    (json_int_t)put->id, "reason", err);
 	} else {
-		cache_stats.written++;
 		log_debug("cache", "cache written", "{s:I, s:i}", "id",
 		    (json_int_t)put->id, "reply_type", reply->type);
 	}
@@ -78,7 +69,6 @@ cache_put_sent(struct redis_client *rc, int64_t id, const char *message_id,
 	if (!redis_is_ready(rc)) {
 		/* A backlog drained while Redis is down would otherwise log a
 		 * warning per message: warn once, then count. */
-		cache_stats.skipped++;
 		log_write(cache_down_streak++ == 0 ? LOG_WARN : LOG_DEBUG,
 		    "cache", "cache write skipped: redis not ready",
 		    "{s:I, s:s}", "id", (json_int_t)id, "state",
@@ -93,7 +83,6 @@ cache_put_sent(struct redis_client *rc, int64_t id, const char *message_id,
 	}
 	if (sent_at == NULL || (value = cache_value(message_id, sent_at)) ==
 	    NULL) {
-		cache_stats.skipped++;
 		log_warn("cache", "cache write skipped: bad sentAt", "{s:I}",
 		    "id", (json_int_t)id);
 		return -1;
@@ -114,7 +103,6 @@ cache_put_sent(struct redis_client *rc, int64_t id, const char *message_id,
 	put = xmalloc(sizeof(*put));
 	put->id = id;
 	if (redis_command(rc, cache_on_reply, put, argc, argv, argvlen) != 0) {
-		cache_stats.skipped++;
 		log_warn("cache", "cache write skipped: redis refused it",
 		    "{s:I}", "id", (json_int_t)id);
 		free(put);

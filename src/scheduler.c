@@ -54,7 +54,6 @@ struct sched {
 	long long run_left;	/* messages this run may still claim; -1 = all */
 	long long window;	/* size of the last claim */
 	bool maybe_more;	/* the last claim filled its window */
-	size_t sending;		/* webhook requests in flight */
 	/* outcomes waiting to be written, and those being written */
 	struct outcome *pending;
 	size_t npending, cap_pending;
@@ -122,7 +121,7 @@ sched_run_end(struct sched *s, const char *why)
 static void
 sched_window_check(struct sched *s)
 {
-	if (s->run != RUN_SENDING || s->sending > 0 || s->npending > 0 ||
+	if (s->run != RUN_SENDING || webhook_inflight(s->wh) > 0 || s->npending > 0 ||
 	    s->writing != NULL)
 		return;
 	if (!s->active)
@@ -217,7 +216,6 @@ sched_on_delivered(void *arg, const struct webhook_result *res)
 	struct sched *s = d->s;
 	struct outcome *o;
 
-	s->sending--;
 	if (res->aborted) {
 		/* Nothing is known: the lease runs out and it is sent again. */
 		free(d);
@@ -275,9 +273,7 @@ sched_on_claimed(void *arg, const struct claimed *rows, size_t n,
 			log_error("scheduler", "webhook refused a request",
 			    "{s:I}", "id", (json_int_t)rows[i].id);
 			free(d);
-			continue;
 		}
-		s->sending++;
 	}
 	if (n > 0)
 		log_debug("scheduler", "claimed", "{s:I}", "count",
@@ -392,7 +388,7 @@ sched_stop(struct sched *s)
 		sched_run_end(s, "stopped");
 	}
 	log_info("scheduler", "automatic sending stopped", "{s:I}",
-	    "in_flight", (json_int_t)s->sending);
+	    "in_flight", (json_int_t)webhook_inflight(s->wh));
 	return true;
 }
 
@@ -405,14 +401,14 @@ sched_is_active(const struct sched *s)
 bool
 sched_busy(const struct sched *s)
 {
-	return s->run == RUN_CLAIMING || s->sending > 0 || s->npending > 0 ||
+	return s->run == RUN_CLAIMING || webhook_inflight(s->wh) > 0 || s->npending > 0 ||
 	    s->writing != NULL;
 }
 
 size_t
 sched_inflight(const struct sched *s)
 {
-	return s->sending;
+	return webhook_inflight(s->wh);
 }
 
 size_t
