@@ -112,7 +112,9 @@ util_tv(int64_t ms)
 	return tv;
 }
 
-/* xorshift64*: cheap and good enough for jitter and fake data, not secrets. */
+/* xorshift64*: cheap and good enough for jitter and fake data, not secrets.
+ * Seeded without waiting for the kernel's pool (GRND_NONBLOCK): early in a
+ * container's boot, waiting would stall the loop, and the clock will do. */
 static uint64_t util_rng_state;
 
 uint64_t
@@ -121,7 +123,7 @@ util_rand(void)
 	uint64_t x;
 
 	if (util_rng_state == 0) {
-		if (getrandom(&util_rng_state, sizeof(util_rng_state), 0) !=
+		if (getrandom(&util_rng_state, sizeof(util_rng_state), GRND_NONBLOCK) !=
 		    sizeof(util_rng_state) || util_rng_state == 0)
 			util_rng_state = (uint64_t)util_wall_ms() | 1;
 	}
