@@ -123,8 +123,9 @@ util_rand(void)
 	uint64_t x;
 
 	if (util_rng_state == 0) {
-		if (getrandom(&util_rng_state, sizeof(util_rng_state), GRND_NONBLOCK) !=
-		    sizeof(util_rng_state) || util_rng_state == 0)
+		if (getrandom(&util_rng_state, sizeof(util_rng_state),
+		    GRND_NONBLOCK) != sizeof(util_rng_state) ||
+		    util_rng_state == 0)
 			util_rng_state = (uint64_t)util_wall_ms() | 1;
 	}
 	x = util_rng_state;
