@@ -7,9 +7,6 @@
 
 #include "webhook.h"
 
-#define OUTCOME_MAX_DELAY_MS (3600LL * 1000)
-#define OUTCOME_JITTER_PCT 20
-
 enum outcome_kind { OUTCOME_SENT, OUTCOME_RETRY, OUTCOME_FAILED };
 
 struct outcome {

@@ -17,11 +17,11 @@
 #include "redis.h"
 #include "resolve.h"
 #include "scheduler.h"
+#include "timing.h"
 #include "util.h"
 #include "webhook.h"
 
 /* A Redis command that has not answered in this long is given up on. */
-#define APP_REDIS_OP_TIMEOUT_MS 2000
 
 #define APP_DRAIN_CHECK_MS 50
 /* After the deadline, time for the 503s we just wrote to reach clients. */
@@ -114,7 +114,7 @@ app_new(const struct config *cfg)
 	migrate_attach(app->pg);
 	app->redis = redis_new(app->base, app->resolver, cfg->redis_host,
 	    cfg->redis_port, cfg->redis_password, cfg->redis_db,
-	    APP_REDIS_OP_TIMEOUT_MS);
+	    TIMING_REDIS_OP_MS);
 	app->webhook = webhook_new(app->base, cfg->webhook_url,
 	    cfg->webhook_auth_key, cfg->webhook_timeout_ms,
 	    cfg->webhook_concurrency);

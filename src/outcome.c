@@ -6,6 +6,7 @@
 #include <jansson.h>
 
 #include "outcome.h"
+#include "timing.h"
 #include "util.h"
 
 const char *
@@ -19,10 +20,10 @@ int64_t
 outcome_retry_delay_ms(int attempt, int64_t base_ms, int64_t retry_after_s)
 {
 	if (retry_after_s >= 0)
-		return retry_after_s * 1000 > OUTCOME_MAX_DELAY_MS ?
-		    OUTCOME_MAX_DELAY_MS : retry_after_s * 1000;
-	return util_backoff_ms(base_ms, OUTCOME_MAX_DELAY_MS,
-	    (unsigned)(attempt > 1 ? attempt - 1 : 0), OUTCOME_JITTER_PCT);
+		return retry_after_s * 1000 > TIMING_RETRY_MAX_DELAY_MS ?
+		    TIMING_RETRY_MAX_DELAY_MS : retry_after_s * 1000;
+	return util_backoff_ms(base_ms, TIMING_RETRY_MAX_DELAY_MS,
+	    (unsigned)(attempt > 1 ? attempt - 1 : 0), TIMING_RETRY_JITTER_PCT);
 }
 
 /* The receiver's id for the message, if its reply says so. */

@@ -7,14 +7,8 @@
 #include "log.h"
 #include "pg.h"
 #include "resolve.h"
+#include "timing.h"
 #include "util.h"
-
-#define PG_CONNECT_TIMEOUT_MS 5000
-#define PG_BACKOFF_BASE_MS 100
-#define PG_BACKOFF_CAP_MS 5000
-/* The server's statement_timeout answers first; ours catches a frozen or
- * unreachable server, which never answers at all. */
-#define PG_DEADLINE_MARGIN_MS 2000
 
 struct pg_op {
 	STAILQ_ENTRY(pg_op) next;
@@ -187,8 +181,8 @@ pg_disconnect(struct pg_conn *pg)
 static void
 pg_schedule_retry(struct pg_conn *pg)
 {
-	int64_t delay = util_backoff_ms(PG_BACKOFF_BASE_MS, PG_BACKOFF_CAP_MS,
-	    pg->attempt, 20);
+	int64_t delay = util_backoff_ms(TIMING_RECONNECT_BASE_MS,
+	    TIMING_RECONNECT_CAP_MS, pg->attempt, TIMING_RECONNECT_JITTER_PCT);
 	struct timeval tv = util_tv(delay);
 
 	if (pg->attempt < 32)
@@ -260,7 +254,7 @@ pg_send_next(struct pg_conn *pg)
 		pg_fail(pg, PQerrorMessage(pg->conn));
 		return;
 	}
-	pg_deadline_arm(pg, pg->query_timeout_ms + PG_DEADLINE_MARGIN_MS);
+	pg_deadline_arm(pg, pg->query_timeout_ms + TIMING_PG_DEADLINE_MARGIN_MS);
 	pg_flush(pg);
 }
 
@@ -517,12 +511,12 @@ static void
 pg_connect(struct pg_conn *pg)
 {
 	pg->state = PG_CONNECTING;
-	pg_deadline_arm(pg, PG_CONNECT_TIMEOUT_MS);
+	pg_deadline_arm(pg, TIMING_PG_CONNECT_MS);
 	/* Resolved again on every attempt: a restarted database container
 	 * may come back under another address. */
 	if (pg->host_name != NULL) {
 		pg->resolving = resolve_host(pg->resolver, pg->host_name,
-		    PG_CONNECT_TIMEOUT_MS, pg_on_resolved, pg);
+		    TIMING_PG_CONNECT_MS, pg_on_resolved, pg);
 		if (pg->resolving == NULL)
 			pg_fail(pg, "resolver unavailable");
 		return;

@@ -16,13 +16,9 @@
 
 #include "log.h"
 #include "redis.h"
+#include "timing.h"
 #include "util.h"
 
-#define REDIS_RESOLVE_TIMEOUT_MS 2000
-#define REDIS_CONNECT_TIMEOUT_MS 3000	/* TCP connect + AUTH/SELECT/PING */
-#define REDIS_BACKOFF_BASE_MS 100
-#define REDIS_BACKOFF_CAP_MS 5000
-#define REDIS_WATCHDOG_MS 5000
 
 enum redis_op_kind { OP_USER, OP_AUTH, OP_SELECT, OP_HELLO_PING, OP_PING };
 
@@ -209,7 +205,7 @@ redis_command(struct redis_client *rc, redis_reply_cb cb, void *arg,
 static void
 redis_ready(struct redis_client *rc)
 {
-	struct timeval tv = util_tv(REDIS_WATCHDOG_MS);
+	struct timeval tv = util_tv(TIMING_REDIS_WATCHDOG_MS);
 
 	rc->state = RC_READY;
 	rc->attempt = 0;
@@ -339,8 +335,8 @@ redis_dispose(struct redis_client *rc, redisAsyncContext *ac)
 static void
 redis_schedule_retry(struct redis_client *rc)
 {
-	int64_t delay = util_backoff_ms(REDIS_BACKOFF_BASE_MS,
-	    REDIS_BACKOFF_CAP_MS, rc->attempt, 20);
+	int64_t delay = util_backoff_ms(TIMING_RECONNECT_BASE_MS,
+	    TIMING_RECONNECT_CAP_MS, rc->attempt, TIMING_RECONNECT_JITTER_PCT);
 	struct timeval tv = util_tv(delay);
 
 	if (rc->attempt < 32)
@@ -410,7 +406,7 @@ redis_connect(struct redis_client *rc)
 	const char *ping[] = { "PING" };
 	const char *sel[] = { "SELECT", NULL };
 	char db[16], *reason;
-	struct timeval tv = util_tv(REDIS_CONNECT_TIMEOUT_MS);
+	struct timeval tv = util_tv(TIMING_REDIS_CONNECT_MS);
 	redisAsyncContext *ac;
 
 	rc->state = RC_CONNECTING;
@@ -487,7 +483,7 @@ redis_attempt(struct redis_client *rc)
 	}
 	rc->state = RC_RESOLVING;
 	rc->resolving = resolve_host(rc->res, rc->host,
-	    REDIS_RESOLVE_TIMEOUT_MS, redis_on_resolved, rc);
+	    TIMING_REDIS_RESOLVE_MS, redis_on_resolved, rc);
 	if (rc->resolving == NULL)
 		redis_fail(rc, "resolver shutting down");
 }

@@ -17,14 +17,9 @@
 #include "redis.h"
 #include "scheduler.h"
 #include "store.h"
+#include "timing.h"
 #include "util.h"
 #include "webhook.h"
-
-/* A claim outlives the slowest attempt (twice the timeout) plus time to
- * write its outcome; after that the message is due again. */
-#define SCHED_LEASE_MARGIN_MS 10000
-/* A write or claim that failed (database gone) is tried again this often. */
-#define SCHED_DB_RETRY_MS 250
 
 enum sched_run {
 	RUN_IDLE,
@@ -99,7 +94,7 @@ sched_db_trouble(struct sched *s, const char *what, const char *reason)
 static void
 sched_wait_db(struct sched *s, const char *reason)
 {
-	struct timeval tv = util_tv(SCHED_DB_RETRY_MS);
+	struct timeval tv = util_tv(TIMING_DB_RETRY_MS);
 
 	sched_db_trouble(s, "cannot claim, will retry", reason);
 	s->run = RUN_WAITING;
@@ -160,7 +155,7 @@ sched_on_recorded(void *arg, const struct recorded *rows, size_t n,
 		free(s->writing);
 		s->writing = NULL;
 		s->nwriting = 0;
-		sched_arm_flush(s, SCHED_DB_RETRY_MS);
+		sched_arm_flush(s, TIMING_DB_RETRY_MS);
 		return;
 	}
 	s->db_warned = false;
@@ -286,7 +281,7 @@ sched_claim(struct sched *s)
 {
 	size_t room = webhook_capacity(s->wh);
 	long long want = (long long)room;
-	int64_t lease = 2 * s->cfg->webhook_timeout_ms + SCHED_LEASE_MARGIN_MS;
+	int64_t lease = TIMING_LEASE_MS(s->cfg->webhook_timeout_ms);
 
 	if (s->run_left >= 0 && s->run_left < want)
 		want = s->run_left;

@@ -18,10 +18,10 @@
 #include <jansson.h>
 
 #include "log.h"
+#include "timing.h"
 #include "util.h"
 #include "webhook.h"
 
-#define WEBHOOK_CONNECT_TIMEOUT_MS 5000
 #define WEBHOOK_USER_AGENT "gopulse-messages/" GOPULSE_VERSION
 /* RFC 9111 1.2.2: a delta-seconds too large to represent counts as 2^31. */
 #define WEBHOOK_DELTA_MAX 2147483648LL
@@ -477,8 +477,8 @@ webhook_setup(struct webhook *wh, struct webhook_xfer *x)
 {
 	CURL *e = x->easy;
 	long timeout = (long)wh->timeout_ms;
-	long connect = timeout < WEBHOOK_CONNECT_TIMEOUT_MS ? timeout :
-	    WEBHOOK_CONNECT_TIMEOUT_MS;
+	long connect = timeout < TIMING_WEBHOOK_CONNECT_MS ? timeout :
+	    TIMING_WEBHOOK_CONNECT_MS;
 	char id[48];
 	int bad = 0;
 	int rc;

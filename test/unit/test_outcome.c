@@ -6,6 +6,7 @@
 #include "harness.h"
 #include "outcome.h"
 #include "pgarray.h"
+#include "timing.h"
 
 static struct webhook_result
 http(long status, const char *body)
@@ -146,7 +147,7 @@ test_retry_after(void)
 	r.http_status = 503;
 	r.retry_after_s = 999999;
 	outcome_decide(&o, &r, 0, 5, 5000);
-	CHECK(o.delay_ms == OUTCOME_MAX_DELAY_MS);
+	CHECK(o.delay_ms == TIMING_RETRY_MAX_DELAY_MS);
 	outcome_fini(&o);
 	/* Only 429 and 503 carry a meaningful Retry-After. */
 	r.http_status = 500;
@@ -164,8 +165,8 @@ test_schedule(void)
 		long long nominal = 5000LL << (attempt - 1);
 		int64_t d;
 
-		if (nominal > OUTCOME_MAX_DELAY_MS || attempt > 12)
-			nominal = OUTCOME_MAX_DELAY_MS;
+		if (nominal > TIMING_RETRY_MAX_DELAY_MS || attempt > 12)
+			nominal = TIMING_RETRY_MAX_DELAY_MS;
 		d = outcome_retry_delay_ms(attempt, 5000, -1);
 		CHECK(d >= nominal * 8 / 10 && d <= nominal * 12 / 10);
 	}

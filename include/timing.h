@@ -1,0 +1,52 @@
+/* timing.h - every timing policy of the service, in one place.
+ *
+ * They depend on each other, so they live together:
+ *
+ *   reconnect backoff   how soon a lost PostgreSQL or Redis link is tried
+ *                       again; its cap (5 s) bounds how long an outcome
+ *                       waits for a database that came back.
+ *   claim lease         how long a claimed message belongs to its sender:
+ *                       twice the slowest attempt (WEBHOOK_TIMEOUT, with as
+ *                       much again to spare) plus TIMING_LEASE_MARGIN_MS to
+ *                       write the outcome, which covers a reconnect at the
+ *                       backoff cap and a retried write. A lease that runs
+ *                       out makes the message due again: sent twice.
+ *   retry schedule      after a failed attempt, RETRY_BASE_DELAY doubling,
+ *                       +-TIMING_RETRY_JITTER_PCT, at most
+ *                       TIMING_RETRY_MAX_DELAY_MS; Retry-After replaces it.
+ */
+#ifndef GOPULSE_TIMING_H
+#define GOPULSE_TIMING_H
+
+#include <stdint.h>
+
+/* ---- reconnects (pg.c, redis.c through reconnect.c) ---- */
+#define TIMING_RECONNECT_BASE_MS 100
+#define TIMING_RECONNECT_CAP_MS 5000
+#define TIMING_RECONNECT_JITTER_PCT 20
+
+#define TIMING_PG_CONNECT_MS 5000	/* resolve + TCP + auth + startup */
+/* The server's statement_timeout answers first; this margin on top of it
+ * catches a frozen or unreachable server, which never answers at all. */
+#define TIMING_PG_DEADLINE_MARGIN_MS 2000
+
+#define TIMING_REDIS_RESOLVE_MS 2000
+#define TIMING_REDIS_CONNECT_MS 3000	/* TCP connect + AUTH/SELECT/PING */
+#define TIMING_REDIS_WATCHDOG_MS 5000	/* PING period; no answer = frozen */
+#define TIMING_REDIS_OP_MS 2000		/* one command's deadline */
+
+/* ---- delivery (scheduler.c, outcome.c, webhook.c) ---- */
+/* Must exceed TIMING_RECONNECT_CAP_MS plus one write: see above. */
+#define TIMING_LEASE_MARGIN_MS 10000
+#define TIMING_LEASE_MS(webhook_timeout_ms) \
+	(2 * (int64_t)(webhook_timeout_ms) + TIMING_LEASE_MARGIN_MS)
+/* A claim or outcome write refused by a database that is down is tried
+ * again this often (well under the reconnect cap, so no turn is lost). */
+#define TIMING_DB_RETRY_MS 250
+
+#define TIMING_RETRY_MAX_DELAY_MS (3600LL * 1000)
+#define TIMING_RETRY_JITTER_PCT 20
+
+#define TIMING_WEBHOOK_CONNECT_MS 5000	/* at most; WEBHOOK_TIMEOUT if less */
+
+#endif
