@@ -1,10 +1,22 @@
-/* api.h - the REST handlers; each gets the struct app as its argument. */
+/* api.h - the REST handlers. Each gets a struct api: the service (the
+ * only way to the rest of the program) and the HTTP pieces handlers use
+ * themselves. Handlers include neither app.h nor any driver header. */
 #ifndef GOPULSE_API_H
 #define GOPULSE_API_H
 
 #include <stddef.h>
 
 #include "router.h"
+
+struct docs;
+struct http_server;
+struct service;
+
+struct api {
+	struct service *svc;
+	struct http_server *http;	/* for requests that wait (http_ctx) */
+	const struct docs *docs;	/* Swagger UI assets */
+};
 
 extern const struct route api_routes[];
 extern const size_t api_routes_count;

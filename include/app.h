@@ -6,6 +6,7 @@
 
 #include <event2/event.h>
 
+#include "api.h"
 #include "config.h"
 
 enum app_state { APP_RUNNING, APP_DRAINING, APP_DONE };
@@ -22,6 +23,8 @@ struct app {
 	struct docs *docs;
 	struct producer *producer;
 	struct sched *sched;
+	struct service *svc;
+	struct api api;		/* what the handlers get */
 	struct event *ev_sigterm;
 	struct event *ev_sigint;
 	struct event *ev_drain;		/* checks whether draining is over */

@@ -13,6 +13,7 @@
 
 #include "common.h"
 #include "router.h"
+#include "service.h"
 
 #define HTTP_MAX_HEADERS_SIZE (16 * 1024)
 /* Our limit, answered with a JSON 413. */
@@ -45,6 +46,7 @@ struct http_ctx *http_ctx_new(struct http_server *srv,
     struct evhttp_request *req);
 /* Answers (if still attached) and frees ctx. body is stolen. */
 void http_ctx_finish(struct http_ctx *ctx, int status, json_t *body);
-void http_ctx_finish_error(struct http_ctx *ctx, int status, const char *msg);
+/* Answers a service error (reply_fail's status and body) and frees ctx. */
+void http_ctx_fail(struct http_ctx *ctx, enum svc_err err, const char *detail);
 
 #endif

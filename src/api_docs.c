@@ -4,51 +4,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/buffer.h>
-#include <event2/keyvalq_struct.h>
-
 #include "api.h"
-#include "app.h"
 #include "docs.h"
 #include "reply.h"
-
-/* Bytes with a type; no copy: the data lives as long as the process. */
-static void
-api_docs_send(struct evhttp_request *req, const char *type, const char *data,
-    size_t len, const char *cache)
-{
-	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
-
-	evhttp_remove_header(out, "Content-Type");
-	evhttp_add_header(out, "Content-Type", type);
-	evhttp_add_header(out, "Cache-Control", cache);
-	evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
-	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
-		char n[24];
-
-		snprintf(n, sizeof(n), "%zu", len);
-		evhttp_add_header(out, "Content-Length", n);
-	} else {
-		evbuffer_add_reference(evhttp_request_get_output_buffer(req),
-		    data, len, NULL, NULL);
-	}
-	evhttp_send_reply(req, 200, "OK", NULL);
-}
 
 void
 api_openapi_yaml(struct evhttp_request *req, void *arg)
 {
 	UNUSED(arg);
-	api_docs_send(req, "application/yaml", api_openapi_yaml_text,
-	    strlen(api_openapi_yaml_text), "no-cache");
+	reply_bytes(req, "application/yaml", "no-cache", api_openapi_yaml_text,
+	    strlen(api_openapi_yaml_text));
 }
 
 void
 api_openapi_json(struct evhttp_request *req, void *arg)
 {
 	UNUSED(arg);
-	api_docs_send(req, "application/json", api_openapi_json_text,
-	    strlen(api_openapi_json_text), "no-cache");
+	reply_bytes(req, "application/json", "no-cache", api_openapi_json_text,
+	    strlen(api_openapi_json_text));
 }
 
 void
@@ -61,37 +34,41 @@ api_swagger_redirect(struct evhttp_request *req, void *arg)
 }
 
 static void
-api_swagger_file(struct evhttp_request *req, struct app *app, const char *name)
+api_swagger_file(struct evhttp_request *req, const struct docs *docs,
+    const char *name)
 {
 	const struct docs_file *f;
 	char msg[320];
 
-	if (!docs_ui_ready(app->docs)) {
+	if (!docs_ui_ready(docs)) {
 		snprintf(msg, sizeof(msg), "Swagger UI assets are not installed "
 		    "in %s: run `make swagger-ui` (or rebuild the image after "
 		    "it); the spec itself is at /openapi.yaml",
-		    docs_dir(app->docs));
+		    docs_dir(docs));
 		reply_error(req, 503, msg);
 		return;
 	}
-	f = strchr(name, '/') ? NULL : docs_find(app->docs, name);
+	f = strchr(name, '/') ? NULL : docs_find(docs, name);
 	if (f == NULL) {
 		reply_error(req, 404, "not found");
 		return;
 	}
-	api_docs_send(req, f->content_type, f->data, f->len,
-	    strcmp(name, "index.html") == 0 ? "no-cache" : "public, max-age=3600");
+	reply_bytes(req, f->content_type, strcmp(name, "index.html") == 0 ?
+	    "no-cache" : "public, max-age=3600", f->data, f->len);
 }
 
 void
 api_swagger_index(struct evhttp_request *req, void *arg)
 {
-	api_swagger_file(req, arg, "index.html");
+	struct api *api = arg;
+
+	api_swagger_file(req, api->docs, "index.html");
 }
 
 void
 api_swagger_asset(struct evhttp_request *req, void *arg)
 {
+	struct api *api = arg;
 	const char *raw = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	char *path = evhttp_uridecode(raw, 0, NULL);
 
@@ -100,6 +77,6 @@ api_swagger_asset(struct evhttp_request *req, void *arg)
 	if (path == NULL || strncmp(path, "/swagger/", 9) != 0)
 		reply_error(req, 404, "not found");
 	else
-		api_swagger_file(req, arg, path + 9);
+		api_swagger_file(req, api->docs, path + 9);
 	free(path);
 }

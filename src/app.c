@@ -6,7 +6,6 @@
 #include <signal.h>
 #include <stdlib.h>
 
-#include "api.h"
 #include "app.h"
 #include "docs.h"
 #include "http_server.h"
@@ -17,6 +16,7 @@
 #include "redis.h"
 #include "resolve.h"
 #include "scheduler.h"
+#include "service.h"
 #include "timing.h"
 #include "util.h"
 #include "webhook.h"
@@ -121,8 +121,11 @@ app_new(const struct config *cfg)
 	app->producer = prod_new(app->base, app->pg, cfg->producer_interval_ms);
 	app->sched = sched_new(app->base, cfg, app->pg, app->webhook,
 	    app->redis);
+	app->svc = service_new(app->pg, app->redis, app->sched);
 	app->http = http_server_new(app->base, api_routes, api_routes_count,
-	    app, cfg->request_timeout_ms);
+	    &app->api, cfg->request_timeout_ms);
+	app->api = (struct api){ .svc = app->svc, .http = app->http,
+	    .docs = app->docs };
 	app->ev_sigterm = evsignal_new(app->base, SIGTERM, app_on_signal, app);
 	app->ev_sigint = evsignal_new(app->base, SIGINT, app_on_signal, app);
 	app->ev_drain = event_new(app->base, -1, EV_PERSIST, app_on_drain_check,
@@ -166,6 +169,7 @@ app_free(struct app *app)
 	redis_free(app->redis);
 	prod_free(app->producer);
 	sched_free(app->sched);
+	service_free(app->svc);
 	resolver_free(app->resolver);
 	docs_free(app->docs);
 	event_free(app->ev_sigterm);

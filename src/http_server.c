@@ -1,5 +1,6 @@
 /* http_server.c - the evhttp listener, its limits, and requests that wait
  * on the database with a deadline of their own. */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +46,7 @@ http_on_request(struct evhttp_request *req, void *arg)
 	if (srv->draining) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "Connection", "close");
-		reply_error(req, 503, "shutting down");
+		reply_fail(req, SVC_SHUTTING_DOWN, NULL);
 		return;
 	}
 	if (evbuffer_get_length(body) > HTTP_MAX_BODY_SIZE) {
@@ -168,17 +169,12 @@ http_ctx_detach(struct http_ctx *ctx, int status, json_t *body)
 		json_decref(body);
 	ctx->req = NULL;
 	if (ctx->srv != NULL) {
+		assert(ctx->srv->ninflight > 0);
 		LIST_REMOVE(ctx, link);
 		ctx->srv->ninflight--;
 		ctx->srv = NULL;
 	}
 	event_del(ctx->deadline);
-}
-
-static json_t *
-http_error_body(const char *msg)
-{
-	return json_pack("{s:s, s:s}", "error", msg, "status", "error");
 }
 
 static void
@@ -189,8 +185,8 @@ http_ctx_on_deadline(evutil_socket_t fd, short what, void *arg)
 	UNUSED(fd);
 	UNUSED(what);
 	log_warn("http", "request deadline passed", NULL);
-	http_ctx_detach(ctx, 503,
-	    http_error_body("database did not answer in time"));
+	http_ctx_detach(ctx, reply_status(SVC_TIMEOUT),
+	    reply_fail_body(SVC_TIMEOUT, NULL));
 }
 
 struct http_ctx *
@@ -217,9 +213,9 @@ http_ctx_finish(struct http_ctx *ctx, int status, json_t *body)
 }
 
 void
-http_ctx_finish_error(struct http_ctx *ctx, int status, const char *msg)
+http_ctx_fail(struct http_ctx *ctx, enum svc_err err, const char *detail)
 {
-	http_ctx_finish(ctx, status, http_error_body(msg));
+	http_ctx_finish(ctx, reply_status(err), reply_fail_body(err, detail));
 }
 
 /* Contexts stay with the backend op that will free them. */
@@ -231,7 +227,8 @@ http_server_abort_inflight(struct http_server *srv)
 	while ((ctx = LIST_FIRST(&srv->inflight)) != NULL) {
 		evhttp_add_header(evhttp_request_get_output_headers(ctx->req),
 		    "Connection", "close");
-		http_ctx_detach(ctx, 503, http_error_body("shutting down"));
+		http_ctx_detach(ctx, reply_status(SVC_SHUTTING_DOWN),
+		    reply_fail_body(SVC_SHUTTING_DOWN, NULL));
 	}
 }
 

@@ -8,7 +8,9 @@
 #include "harness.h"
 #include "message.h"
 #include "query.h"
+#include "reply.h"
 #include "router.h"
+#include "service.h"
 
 static void
 test_query_valid(void)
@@ -106,6 +108,45 @@ test_message_json(void)
 	CHECK(j == NULL);
 }
 
+/* One mapping from service errors to statuses and bodies. */
+static void
+test_service_errors(void)
+{
+	static const struct { enum svc_err err; int status; const char *msg; }
+	    cases[] = {
+		{ SVC_INVALID, 400, "bad request" },
+		{ SVC_NOT_FOUND, 404, "not found" },
+		{ SVC_CONFLICT, 409, "conflict" },
+		{ SVC_UNAVAILABLE, 503, "database unavailable" },
+		{ SVC_TIMEOUT, 503, "database did not answer in time" },
+		{ SVC_SHUTTING_DOWN, 503, "shutting down" },
+		{ SVC_INTERNAL, 500, "internal error" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_t *b = reply_fail_body(cases[i].err, NULL);
+		char *s = b ? json_dumps(b, JSON_COMPACT | JSON_SORT_KEYS) :
+		    NULL;
+		char want[128];
+
+		CHECK(reply_status(cases[i].err) == cases[i].status);
+		CHECK(strcmp(reply_reason(cases[i].status), "Unknown") != 0);
+		snprintf(want, sizeof(want), "{\"error\":\"%s\","
+		    "\"status\":\"error\"}", cases[i].msg);
+		CHECK_STR(s, want);
+		free(s);
+		json_decref(b);
+	}
+	/* A detail replaces the standard message, never the status. */
+	{
+		json_t *b = reply_fail_body(SVC_INVALID, "limit: 1 to 100");
+
+		CHECK_STR(json_string_value(json_object_get(b, "error")),
+		    "limit: 1 to 100");
+		json_decref(b);
+	}
+}
+
 int
 main(void)
 {
@@ -113,5 +154,6 @@ main(void)
 	RUN(test_query_invalid);
 	RUN(test_router_table);
 	RUN(test_message_json);
+	RUN(test_service_errors);
 	return harness_done();
 }

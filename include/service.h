@@ -1,0 +1,63 @@
+/* service.h - everything the REST API may ask of the service.
+ *
+ * The one interface between the HTTP handlers (api_*.c) and the rest:
+ * handlers parse, call one function here, and map its svc_err to a status
+ * with reply_fail. They never see the application, the drivers (pg, redis,
+ * curl), the store or the scheduler.
+ *
+ * An asynchronous call either returns an error at once (its callback then
+ * never runs) or returns SVC_OK and calls back exactly once, later, never
+ * inside the call.
+ */
+#ifndef GOPULSE_SERVICE_H
+#define GOPULSE_SERVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common.h"
+#include "message.h"
+
+enum svc_err {
+	SVC_OK = 0,
+	SVC_INVALID,		/* the request is wrong: 400 */
+	SVC_NOT_FOUND,		/* 404 */
+	SVC_CONFLICT,		/* not in a state that allows it: 409 */
+	SVC_UNAVAILABLE,	/* a dependency is down: 503 */
+	SVC_TIMEOUT,		/* a dependency did not answer in time: 503 */
+	SVC_SHUTTING_DOWN,	/* 503 */
+	SVC_INTERNAL,		/* 500 */
+};
+
+struct service;
+struct pg_conn;
+struct redis_client;
+struct sched;
+
+/* What /ready shows; read from states the drivers keep, no I/O. The
+ * strings are static. */
+struct service_status {
+	bool ready;		/* the database connection is ready */
+	const char *database;	/* its state name */
+	const char *redis;	/* its state name */
+	bool sending;		/* the scheduler is active */
+};
+
+typedef void (*service_list_cb)(void *arg, enum svc_err err,
+    const struct message *msgs, size_t n);
+
+/* Borrows the drivers and the scheduler; the app owns them all. */
+struct service *service_new(struct pg_conn *pg, struct redis_client *redis,
+    struct sched *sched);
+void service_free(struct service *svc);
+
+void service_status(const struct service *svc, struct service_status *st);
+/* Automatic sending on and off; idempotent. */
+void service_start_sending(struct service *svc);
+void service_stop_sending(struct service *svc);
+/* Sent messages, most recently sent first; msgs are borrowed for the
+ * callback. */
+enum svc_err service_list_sent(struct service *svc, int limit, int offset,
+    service_list_cb cb, void *arg) MUSTCHECK;
+
+#endif
