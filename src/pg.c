@@ -6,6 +6,7 @@
 
 #include "log.h"
 #include "pg.h"
+#include "reconnect.h"
 #include "resolve.h"
 #include "timing.h"
 #include "util.h"
@@ -39,13 +40,12 @@ struct pg_conn {
 	struct event *ev_retry;
 	struct event *ev_deadline;	/* connect or current query */
 	struct event *ev_kick;	/* sends queued work from the loop */
-	unsigned attempt;
+	struct reconnect reconnect;
 	struct pg_op_list queue;
 	struct pg_op *current;
 	PGresult *result;	/* kept for the current op until its NULL */
 	pg_setup_cb setup;
 	void *setup_arg;
-	bool fail_logged;
 };
 
 static void pg_fail(struct pg_conn *pg, const char *reason);
@@ -181,12 +181,9 @@ pg_disconnect(struct pg_conn *pg)
 static void
 pg_schedule_retry(struct pg_conn *pg)
 {
-	int64_t delay = util_backoff_ms(TIMING_RECONNECT_BASE_MS,
-	    TIMING_RECONNECT_CAP_MS, pg->attempt, TIMING_RECONNECT_JITTER_PCT);
+	int64_t delay = reconnect_next_delay_ms(&pg->reconnect);
 	struct timeval tv = util_tv(delay);
 
-	if (pg->attempt < 32)
-		pg->attempt++;
 	pg->state = PG_DISCONNECTED;
 	event_add(pg->ev_retry, &tv);
 	log_debug("pg", "reconnect scheduled", "{s:I}", "delay_ms",
@@ -203,15 +200,13 @@ pg_fail(struct pg_conn *pg, const char *reason)
 	enum pg_state was = pg->state;
 
 	pg_trim(why);
-	/* While the server stays down, one warning per outage is enough. */
-	if (!pg->fail_logged || was >= PG_SETUP)
+	if (reconnect_failed(&pg->reconnect, was >= PG_SETUP) == LOG_WARN)
 		log_warn("pg", "database connection failed", "{s:s, s:s, s:I}",
 		    "state", pg_state_name(was), "reason", why, "attempt",
-		    (json_int_t)pg->attempt);
+		    (json_int_t)reconnect_attempts(&pg->reconnect));
 	else
 		log_debug("pg", "database connection failed", "{s:s, s:s}",
 		    "state", pg_state_name(was), "reason", why);
-	pg->fail_logged = true;
 	pg_disconnect(pg);
 	pg->state = PG_DISCONNECTED;
 	err = xasprintf("database connection lost: %s", why);
@@ -407,7 +402,6 @@ pg_connected(struct pg_conn *pg)
 	pg->ev_write = event_new(pg->base, fd, EV_WRITE, pg_on_writable, pg);
 	event_add(pg->ev_read, NULL);
 	pg->state = PG_SETUP;
-	pg->fail_logged = false;
 	log_info("pg", "database connected", "{s:i, s:s?}", "server_version",
 	    PQserverVersion(pg->conn), "host", PQhost(pg->conn));
 	if (pg->setup != NULL)
@@ -656,7 +650,7 @@ pg_setup_done(struct pg_conn *pg)
 	if (pg->state != PG_SETUP)
 		return;
 	pg->state = PG_READY;
-	pg->attempt = 0;
+	reconnect_succeeded(&pg->reconnect);
 	log_info("pg", "database ready", NULL);
 	event_active(pg->ev_kick, EV_TIMEOUT, 0);
 }
