@@ -144,6 +144,51 @@ test_environment(void)
 	CHECK(pghosts_new("dbname=x") == NULL);
 }
 
+/* A service file's hosts come before PGHOST, after the DSN's own; the
+ * service the DSN names is looked up in PGSERVICE's place, which stays. */
+static void
+test_service_file(void)
+{
+	char path[] = "/tmp/test_pghosts_svc_XXXXXX";
+	int fd = mkstemp(path);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	struct pghosts *h;
+
+	CHECK(f != NULL);
+	if (f == NULL)
+		return;
+	fputs("[one]\nhost=svc1,svc2\nport=1,2\n[addr]\nhost=svc3\n"
+	    "hostaddr=10.0.0.3\n", f);
+	fclose(f);
+	setenv("PGSERVICEFILE", path, 1);
+	setenv("PGHOST", "fromenv", 1);
+	setenv("PGSERVICE", "addr", 1);
+	h = pghosts_new("service=one dbname=x");
+	CHECK(h != NULL && pghosts_count(h) == 2);
+	if (h != NULL) {
+		CHECK_STR(pghosts_lookup_name(h, 0), "svc1");
+		CHECK_STR(pghosts_lookup_name(h, 1), "svc2");
+		pghosts_free(h);
+	}
+	CHECK_STR(getenv("PGSERVICE"), "addr");
+	/* PGSERVICE's service pairs svc3 with an address. */
+	CHECK(pghosts_new("dbname=x") == NULL);
+	h = pghosts_new("host=dsnhost service=one dbname=x port=5432");
+	CHECK(h != NULL && pghosts_count(h) == 1);
+	if (h != NULL) {
+		CHECK_STR(pghosts_lookup_name(h, 0), "dsnhost");
+		pghosts_free(h);
+	}
+	unsetenv("PGSERVICE");
+	h = pghosts_new("service=one dbname=x");
+	CHECK(h != NULL);
+	pghosts_free(h);
+	CHECK(getenv("PGSERVICE") == NULL);
+	unsetenv("PGHOST");
+	unsetenv("PGSERVICEFILE");
+	unlink(path);
+}
+
 /* ---- resolving ---- */
 
 struct outcome {
@@ -372,6 +417,7 @@ main(void)
 	RUN(test_mismatched_lists);
 	RUN(test_defaults);
 	RUN(test_environment);
+	RUN(test_service_file);
 
 	base = event_base_new();
 	resolver = resolver_new(base);
