@@ -34,8 +34,9 @@ struct resolver;
 typedef void (*pg_result_cb)(void *arg, const PGresult *res, const char *err);
 typedef void (*pg_setup_cb)(struct pg_conn *pg, void *arg);
 
-/* res resolves a host name in the DSN on the loop (libpq's own lookup
- * would block it); it must outlive the connection. */
+/* res resolves the host names libpq would look up itself (blocking the
+ * loop): every name of the DSN's host list, or of PGHOST; see pghosts.h.
+ * It must outlive the connection. */
 struct pg_conn *pg_new(struct event_base *base, struct resolver *res,
     const char *dsn, int64_t query_timeout_ms);
 void pg_free(struct pg_conn *pg);

@@ -26,6 +26,10 @@
 #define TIMING_RECONNECT_JITTER_PCT 20
 
 #define TIMING_PG_CONNECT_MS 5000	/* resolve + TCP + auth + startup */
+/* Every name of the host list at once; a name whose DNS never answers is
+ * given up well inside the connect deadline, so the others still get
+ * their turn. */
+#define TIMING_PG_RESOLVE_MS 2000
 /* The server's statement_timeout answers first; this margin on top of it
  * catches a frozen or unreachable server, which never answers at all. */
 #define TIMING_PG_DEADLINE_MARGIN_MS 2000

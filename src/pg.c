@@ -6,7 +6,8 @@
 
 #include "log.h"
 #include "pg.h"
-#include "resolve.h"
+#include "pghosts.h"
+#include "reconnect.h"
 #include "timing.h"
 #include "util.h"
 
@@ -28,9 +29,7 @@ struct pg_conn {
 	char *dsn;
 	char *options;		/* "-c statement_timeout=..." */
 	struct resolver *resolver;
-	char *host_name;	/* the DSN's host when it must be resolved */
-	struct resolve_req *resolving;
-	char hostaddr[RESOLVE_IP_MAX];
+	struct pghosts *hosts;	/* NULL when libpq looks up no name */
 	int64_t query_timeout_ms;
 	PGconn *conn;
 	struct event *ev_io;	/* one-shot, re-created per connect poll */
@@ -39,13 +38,12 @@ struct pg_conn {
 	struct event *ev_retry;
 	struct event *ev_deadline;	/* connect or current query */
 	struct event *ev_kick;	/* sends queued work from the loop */
-	unsigned attempt;
+	struct reconnect reconnect;
 	struct pg_op_list queue;
 	struct pg_op *current;
 	PGresult *result;	/* kept for the current op until its NULL */
 	pg_setup_cb setup;
 	void *setup_arg;
-	bool fail_logged;
 };
 
 static void pg_fail(struct pg_conn *pg, const char *reason);
@@ -167,10 +165,8 @@ pg_fail_ops(struct pg_conn *pg, const char *reason)
 static void
 pg_disconnect(struct pg_conn *pg)
 {
-	if (pg->resolving != NULL) {
-		resolve_cancel(pg->resolving);
-		pg->resolving = NULL;
-	}
+	if (pg->hosts != NULL)
+		pghosts_cancel(pg->hosts);
 	pg_events_free(pg);
 	if (pg->conn != NULL) {
 		PQfinish(pg->conn);
@@ -181,12 +177,9 @@ pg_disconnect(struct pg_conn *pg)
 static void
 pg_schedule_retry(struct pg_conn *pg)
 {
-	int64_t delay = util_backoff_ms(TIMING_RECONNECT_BASE_MS,
-	    TIMING_RECONNECT_CAP_MS, pg->attempt, TIMING_RECONNECT_JITTER_PCT);
+	int64_t delay = reconnect_next_delay_ms(&pg->reconnect);
 	struct timeval tv = util_tv(delay);
 
-	if (pg->attempt < 32)
-		pg->attempt++;
 	pg->state = PG_DISCONNECTED;
 	event_add(pg->ev_retry, &tv);
 	log_debug("pg", "reconnect scheduled", "{s:I}", "delay_ms",
@@ -203,15 +196,13 @@ pg_fail(struct pg_conn *pg, const char *reason)
 	enum pg_state was = pg->state;
 
 	pg_trim(why);
-	/* While the server stays down, one warning per outage is enough. */
-	if (!pg->fail_logged || was >= PG_SETUP)
+	if (reconnect_failed(&pg->reconnect, was >= PG_SETUP) == LOG_WARN)
 		log_warn("pg", "database connection failed", "{s:s, s:s, s:I}",
 		    "state", pg_state_name(was), "reason", why, "attempt",
-		    (json_int_t)pg->attempt);
+		    (json_int_t)reconnect_attempts(&pg->reconnect));
 	else
 		log_debug("pg", "database connection failed", "{s:s, s:s}",
 		    "state", pg_state_name(was), "reason", why);
-	pg->fail_logged = true;
 	pg_disconnect(pg);
 	pg->state = PG_DISCONNECTED;
 	err = xasprintf("database connection lost: %s", why);
@@ -407,7 +398,6 @@ pg_connected(struct pg_conn *pg)
 	pg->ev_write = event_new(pg->base, fd, EV_WRITE, pg_on_writable, pg);
 	event_add(pg->ev_read, NULL);
 	pg->state = PG_SETUP;
-	pg->fail_logged = false;
 	log_info("pg", "database connected", "{s:i, s:s?}", "server_version",
 	    PQserverVersion(pg->conn), "host", PQhost(pg->conn));
 	if (pg->setup != NULL)
@@ -466,16 +456,23 @@ pg_on_connect_io(evutil_socket_t fd, short what, void *arg)
 static void
 pg_connect_start(struct pg_conn *pg)
 {
+	const char *host = pg->hosts ? pghosts_host(pg->hosts) : NULL;
+	const char *hostaddr = pg->hosts ? pghosts_hostaddr(pg->hosts) : NULL;
+	const char *port = pg->hosts ? pghosts_port(pg->hosts) : NULL;
+	/* After dbname, whose DSN they override; a NULL value is skipped. */
 	const char *keys[] = {
 		"dbname", "application_name", "keepalives", "keepalives_idle",
 		"keepalives_interval", "keepalives_count", "tcp_user_timeout",
-		"options", "hostaddr", NULL,
+		"options", "host", "hostaddr", "port", NULL,
 	};
 	const char *vals[] = {
 		pg->dsn, "gopulse-messages", "1", "30", "10", "3", "30000",
-		pg->options, pg->hostaddr[0] ? pg->hostaddr : NULL, NULL,
+		pg->options, host, hostaddr, port, NULL,
 	};
 
+	if (pg->hosts != NULL)
+		log_debug("pg", "database connecting", "{s:s, s:s, s:s?}",
+		    "host", host, "hostaddr", hostaddr, "port", port);
 	pg->conn = PQconnectStartParams(keys, vals, 1);
 	if (pg->conn == NULL) {
 		log_error("pg", "out of memory", NULL);
@@ -491,20 +488,14 @@ pg_connect_start(struct pg_conn *pg)
 }
 
 static void
-pg_on_resolved(void *arg, const char *ip, const char *err)
+pg_on_resolved(void *arg, const char *err)
 {
 	struct pg_conn *pg = arg;
-	char *why;
 
-	pg->resolving = NULL;
-	if (ip == NULL) {
-		why = xasprintf("cannot resolve %s: %s", pg->host_name, err);
-		pg_fail(pg, why);
-		free(why);
-		return;
-	}
-	snprintf(pg->hostaddr, sizeof(pg->hostaddr), "%s", ip);
-	pg_connect_start(pg);
+	if (err != NULL)
+		pg_fail(pg, err);
+	else
+		pg_connect_start(pg);
 }
 
 static void
@@ -514,39 +505,13 @@ pg_connect(struct pg_conn *pg)
 	pg_deadline_arm(pg, TIMING_PG_CONNECT_MS);
 	/* Resolved again on every attempt: a restarted database container
 	 * may come back under another address. */
-	if (pg->host_name != NULL) {
-		pg->resolving = resolve_host(pg->resolver, pg->host_name,
-		    TIMING_PG_CONNECT_MS, pg_on_resolved, pg);
-		if (pg->resolving == NULL)
+	if (pg->hosts != NULL) {
+		if (pghosts_resolve(pg->hosts, pg->resolver,
+		    TIMING_PG_RESOLVE_MS, pg_on_resolved, pg) != 0)
 			pg_fail(pg, "resolver unavailable");
 		return;
 	}
 	pg_connect_start(pg);
-}
-
-/* The DSN's host, when it is one name that libpq would look up itself
- * (not an address, a socket directory, a list or paired with hostaddr). */
-static char *
-pg_name_to_resolve(const char *dsn)
-{
-	PQconninfoOption *opts = PQconninfoParse(dsn, NULL);
-	const char *host = NULL, *hostaddr = NULL;
-	char *out = NULL;
-
-	if (opts == NULL)
-		return NULL;
-	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-		if (strcmp(o->keyword, "host") == 0)
-			host = o->val;
-		else if (strcmp(o->keyword, "hostaddr") == 0)
-			hostaddr = o->val;
-	}
-	if (host != NULL && *host != '\0' && *host != '/' &&
-	    strchr(host, ',') == NULL && !resolve_is_numeric(host) &&
-	    (hostaddr == NULL || *hostaddr == '\0'))
-		out = xstrdup(host);
-	PQconninfoFree(opts);
-	return out;
 }
 
 static void
@@ -568,7 +533,7 @@ pg_new(struct event_base *base, struct resolver *res, const char *dsn,
 	pg->base = base;
 	pg->resolver = res;
 	pg->dsn = xstrdup(dsn);
-	pg->host_name = pg_name_to_resolve(dsn);
+	pg->hosts = pghosts_new(dsn);
 	pg->query_timeout_ms = query_timeout_ms;
 	pg->options = xasprintf("-c statement_timeout=%lld",
 	    (long long)query_timeout_ms);
@@ -656,7 +621,7 @@ pg_setup_done(struct pg_conn *pg)
 	if (pg->state != PG_SETUP)
 		return;
 	pg->state = PG_READY;
-	pg->attempt = 0;
+	reconnect_succeeded(&pg->reconnect);
 	log_info("pg", "database ready", NULL);
 	event_active(pg->ev_kick, EV_TIMEOUT, 0);
 }
@@ -689,7 +654,7 @@ pg_free(struct pg_conn *pg)
 	event_free(pg->ev_deadline);
 	event_free(pg->ev_kick);
 	free(pg->options);
-	free(pg->host_name);
+	pghosts_free(pg->hosts);
 	free(pg->dsn);
 	free(pg);
 }

@@ -15,6 +15,7 @@
 #include <hiredis/adapters/libevent.h>
 
 #include "log.h"
+#include "reconnect.h"
 #include "redis.h"
 #include "timing.h"
 #include "util.h"
@@ -60,11 +61,10 @@ struct redis_client {
 	struct redis_op_list waiting;
 	size_t pending;
 	unsigned gen;
-	unsigned attempt;
+	struct reconnect reconnect;
 	int in_callback;		/* hiredis callbacks on the stack */
 	int in_user;			/* caller callbacks on the stack */
 	bool ping_out;			/* watchdog PING not answered yet */
-	bool fail_logged;
 };
 
 static void redis_fail(struct redis_client *rc, const char *reason);
@@ -208,8 +208,7 @@ redis_ready(struct redis_client *rc)
 	struct timeval tv = util_tv(TIMING_REDIS_WATCHDOG_MS);
 
 	rc->state = RC_READY;
-	rc->attempt = 0;
-	rc->fail_logged = false;
+	reconnect_succeeded(&rc->reconnect);
 	event_del(rc->ev_timer);
 	event_add(rc->ev_watchdog, &tv);
 	log_info("redis", "redis ready", "{s:s, s:s, s:i, s:i}", "host",
@@ -335,12 +334,9 @@ redis_dispose(struct redis_client *rc, redisAsyncContext *ac)
 static void
 redis_schedule_retry(struct redis_client *rc)
 {
-	int64_t delay = util_backoff_ms(TIMING_RECONNECT_BASE_MS,
-	    TIMING_RECONNECT_CAP_MS, rc->attempt, TIMING_RECONNECT_JITTER_PCT);
+	int64_t delay = reconnect_next_delay_ms(&rc->reconnect);
 	struct timeval tv = util_tv(delay);
 
-	if (rc->attempt < 32)
-		rc->attempt++;
 	event_add(rc->ev_timer, &tv);
 	log_debug("redis", "reconnect scheduled", "{s:I}", "delay_ms",
 	    (json_int_t)delay);
@@ -381,16 +377,14 @@ redis_fail(struct redis_client *rc, const char *reason)
 
 	if (was == RC_CLOSED)
 		return;
-	/* While the server stays down, one warning per outage is enough. */
-	if (was == RC_READY || !rc->fail_logged)
+	if (reconnect_failed(&rc->reconnect, was == RC_READY) == LOG_WARN)
 		log_warn("redis", was == RC_READY ? "redis connection lost" :
 		    "redis connection failed", "{s:s, s:s, s:I}", "state",
 		    redis_state_name(was), "reason", reason, "attempt",
-		    (json_int_t)rc->attempt);
+		    (json_int_t)reconnect_attempts(&rc->reconnect));
 	else
 		log_debug("redis", "redis connection failed", "{s:s, s:s}",
 		    "state", redis_state_name(was), "reason", reason);
-	rc->fail_logged = true;
 	err = xasprintf("redis unavailable: %s", reason);
 	redis_drop(rc, RC_DISCONNECTED, err);
 	free(err);
