@@ -1,4 +1,8 @@
-/* store.h - every SQL statement the service runs, and row decoding. */
+/* store.h - every SQL statement the service runs, and row decoding.
+ *
+ * store has its own row types: callers convert their domain structs into
+ * them, so this header depends on nothing above it (not on the webhook
+ * client, not on outcome decisions). */
 #ifndef GOPULSE_STORE_H
 #define GOPULSE_STORE_H
 
@@ -9,7 +13,9 @@
 #include "message.h"
 
 struct pg_conn;
-struct outcome;
+
+/* The status column. */
+enum store_status { STORE_PENDING, STORE_SENT, STORE_FAILED };
 
 /* A claimed message; strings borrowed for the callback. */
 struct claimed {
@@ -20,10 +26,23 @@ struct claimed {
 	int retry_count;
 };
 
+/* One attempt's result to write; strings borrowed for the call (they are
+ * copied before store_record_outcomes returns). */
+struct store_outcome {
+	int64_t id;
+	const char *lease_token;	/* the claim's; the write is guarded by it */
+	enum store_status status;	/* STORE_PENDING = try again later */
+	long code;			/* HTTP status, 0 = none (NULL) */
+	const char *response_id;	/* NULL keeps the column as it is */
+	const char *error;		/* NULL when sent */
+	int retry_count;		/* after this attempt */
+	int64_t delay_ms;		/* until the next attempt, when pending */
+};
+
 /* An outcome that was written; strings borrowed for the callback. */
 struct recorded {
 	int64_t id;
-	const char *status;
+	enum store_status status;
 	const char *sent_at;	/* RFC 3339, for sent ones */
 	const char *response_id;
 };
@@ -35,6 +54,8 @@ typedef void (*store_claim_cb)(void *arg, const struct claimed *rows,
     size_t n, const char *err);
 typedef void (*store_record_cb)(void *arg, const struct recorded *rows,
     size_t n, const char *err);
+
+const char *store_status_name(enum store_status status);
 
 /* Each returns -1 (and never calls back) when the database is not ready;
  * otherwise the callback runs exactly once, later. */
@@ -51,7 +72,7 @@ int store_claim_due(struct pg_conn *pg, int limit, int64_t lease_ms,
 /* Writes n outcomes in one statement. Only rows still pending under our
  * lease change; the callback gets those (a late or repeated write is a
  * no-op, so it can never flip a sent message back). */
-int store_record_outcomes(struct pg_conn *pg, const struct outcome *o,
+int store_record_outcomes(struct pg_conn *pg, const struct store_outcome *o,
     size_t n, store_record_cb cb, void *arg) MUSTCHECK;
 
 #endif

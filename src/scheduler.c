@@ -6,6 +6,7 @@
  * limit when draining) is used or nothing is due. Ticks that find a run
  * still going are skipped. Outcomes are written in batches: everything
  * that completed in one loop iteration goes out as one statement. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -160,7 +161,7 @@ sched_on_recorded(void *arg, const struct recorded *rows, size_t n,
 	}
 	s->db_warned = false;
 	for (size_t i = 0; i < n; i++) {
-		if (strcmp(rows[i].status, "sent") == 0) {
+		if (rows[i].status == STORE_SENT) {
 			log_info("scheduler", "message sent", "{s:I, s:s?}",
 			    "id", (json_int_t)rows[i].id, "messageId",
 			    rows[i].response_id);
@@ -168,7 +169,7 @@ sched_on_recorded(void *arg, const struct recorded *rows, size_t n,
 			(void)cache_put_sent(s->redis, rows[i].id,
 			    rows[i].response_id, rows[i].sent_at,
 			    s->cfg->cache_ttl_ms);
-		} else if (strcmp(rows[i].status, "failed") == 0) {
+		} else if (rows[i].status == STORE_FAILED) {
 			log_warn("scheduler", "message failed", "{s:I}", "id",
 			    (json_int_t)rows[i].id);
 		}
@@ -186,10 +187,41 @@ sched_on_recorded(void *arg, const struct recorded *rows, size_t n,
 	sched_window_check(s);
 }
 
+static enum store_status
+sched_store_status(enum outcome_kind kind)
+{
+	switch (kind) {
+	case OUTCOME_SENT:
+		return STORE_SENT;
+	case OUTCOME_FAILED:
+		return STORE_FAILED;
+	case OUTCOME_RETRY:
+		return STORE_PENDING;
+	}
+	assert(!"unknown outcome kind");
+	return STORE_PENDING;
+}
+
+/* The row borrows o's strings: o lives in s->writing until the answer. */
+static void
+sched_store_row(const struct outcome *o, struct store_outcome *row)
+{
+	row->id = o->id;
+	row->lease_token = o->lease_token;
+	row->status = sched_store_status(o->kind);
+	row->code = o->code;
+	row->response_id = o->response_id;
+	row->error = o->error;
+	row->retry_count = o->retry_count;
+	row->delay_ms = o->delay_ms;
+}
+
 static void
 sched_on_flush(evutil_socket_t fd, short what, void *arg)
 {
 	struct sched *s = arg;
+	struct store_outcome *rows;
+	int rc;
 
 	UNUSED(fd);
 	UNUSED(what);
@@ -199,8 +231,13 @@ sched_on_flush(evutil_socket_t fd, short what, void *arg)
 	s->nwriting = s->npending;
 	s->pending = NULL;
 	s->npending = s->cap_pending = 0;
-	if (store_record_outcomes(s->pg, s->writing, s->nwriting,
-	    sched_on_recorded, s) != 0)
+	rows = xcalloc(s->nwriting, sizeof(*rows));
+	for (size_t i = 0; i < s->nwriting; i++)
+		sched_store_row(&s->writing[i], &rows[i]);
+	rc = store_record_outcomes(s->pg, rows, s->nwriting, sched_on_recorded,
+	    s);
+	free(rows);
+	if (rc != 0)
 		sched_on_recorded(s, NULL, 0, "database unavailable");
 }
 

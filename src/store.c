@@ -1,8 +1,9 @@
 /* store.c - every SQL statement the service runs, and row decoding. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-#include "outcome.h"
 #include "pg.h"
 #include "pgarray.h"
 #include "store.h"
@@ -22,6 +23,30 @@ struct store_call {
 	} cb;
 	void *arg;
 };
+
+static const char *const store_status_names[] = {
+	[STORE_PENDING] = "pending",
+	[STORE_SENT] = "sent",
+	[STORE_FAILED] = "failed",
+};
+
+const char *
+store_status_name(enum store_status status)
+{
+	assert((size_t)status < ARRAY_LEN(store_status_names));
+	return store_status_names[status];
+}
+
+/* The column only ever holds the three names (a CHECK constraint). */
+static enum store_status
+store_status_parse(const char *s)
+{
+	for (size_t i = 0; i < ARRAY_LEN(store_status_names); i++)
+		if (strcmp(s, store_status_names[i]) == 0)
+			return (enum store_status)i;
+	assert(!"status outside the CHECK constraint");
+	return STORE_PENDING;
+}
 
 static struct store_call *
 store_call_new(void *arg)
@@ -200,7 +225,7 @@ store_recorded_row(const PGresult *res, int r, void *out)
 	struct recorded *rec = out;
 
 	rec->id = strtoll(PQgetvalue(res, r, 0), NULL, 10);
-	rec->status = PQgetvalue(res, r, 1);
+	rec->status = store_status_parse(PQgetvalue(res, r, 1));
 	rec->sent_at = store_text(res, r, 2);
 	rec->response_id = store_text(res, r, 3);
 }
@@ -219,8 +244,8 @@ store_on_recorded(void *arg, const PGresult *res, const char *err)
 }
 
 int
-store_record_outcomes(struct pg_conn *pg, const struct outcome *o, size_t n,
-    store_record_cb cb, void *arg)
+store_record_outcomes(struct pg_conn *pg, const struct store_outcome *o,
+    size_t n, store_record_cb cb, void *arg)
 {
 	struct pgarray ids, tokens, statuses, codes, rids, errors, retries,
 	    delays;
@@ -242,7 +267,7 @@ store_record_outcomes(struct pg_conn *pg, const struct outcome *o, size_t n,
 		    (long long)o[i].delay_ms);
 		pgarray_add(&ids, num[0]);
 		pgarray_add(&tokens, o[i].lease_token);
-		pgarray_add(&statuses, outcome_status(o[i].kind));
+		pgarray_add(&statuses, store_status_name(o[i].status));
 		pgarray_add(&codes, o[i].code ? num[1] : NULL);
 		pgarray_add(&rids, o[i].response_id);
 		pgarray_add(&errors, o[i].error);
