@@ -5,10 +5,15 @@
  * next window, until its quota (SCHEDULER_BATCH_SIZE per tick, or no
  * limit when draining) is used or nothing is due. Ticks that find a run
  * still going are skipped. Outcomes are written in batches: everything
- * that completed in one loop iteration goes out as one statement. */
+ * that completed in one loop iteration goes out as one statement.
+ *
+ * The scheduler counts only its own posts (the deliveries list): the
+ * webhook client may have other users, whose requests must neither
+ * shrink our windows nor hold them open. */
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "cache.h"
 #include "config.h"
@@ -29,12 +34,20 @@ enum sched_run {
 	RUN_SENDING,
 };
 
+/* One POST of ours in flight. It exists only while on s->deliveries:
+ * linked right after webhook_post accepts it, unlinked when its callback
+ * starts, then freed; in_flight mirrors that for the asserts and is set
+ * nowhere else. */
 struct delivery {
+	TAILQ_ENTRY(delivery) link;
 	struct sched *s;
 	int64_t id;
 	int retry_count;
+	bool in_flight;
 	char lease_token[40];
 };
+
+TAILQ_HEAD(delivery_list, delivery);
 
 struct sched {
 	const struct config *cfg;
@@ -50,6 +63,9 @@ struct sched {
 	long long run_left;	/* messages this run may still claim; -1 = all */
 	long long window;	/* size of the last claim */
 	bool maybe_more;	/* the last claim filled its window */
+	/* our posts in flight, and how many */
+	struct delivery_list deliveries;
+	size_t ninflight;
 	/* outcomes waiting to be written, and those being written */
 	struct outcome *pending;
 	size_t npending, cap_pending;
@@ -58,6 +74,27 @@ struct sched {
 };
 
 static void sched_claim(struct sched *s);
+
+static void
+sched_delivery_link(struct sched *s, struct delivery *d)
+{
+	assert(!d->in_flight);
+	assert(s->ninflight < (size_t)s->cfg->webhook_concurrency);
+	TAILQ_INSERT_TAIL(&s->deliveries, d, link);
+	d->in_flight = true;
+	s->ninflight++;
+}
+
+static void
+sched_delivery_unlink(struct sched *s, struct delivery *d)
+{
+	assert(d->in_flight);
+	assert(s->ninflight > 0);
+	TAILQ_REMOVE(&s->deliveries, d, link);
+	d->in_flight = false;
+	s->ninflight--;
+	assert((s->ninflight == 0) == TAILQ_EMPTY(&s->deliveries));
+}
 
 /* Room for n more outcomes in the pending buffer. */
 static void
@@ -107,6 +144,8 @@ sched_run_end(struct sched *s, const char *why)
 {
 	if (s->run == RUN_IDLE)
 		return;
+	/* Runs end only between windows. */
+	assert(s->ninflight == 0);
 	s->run = RUN_IDLE;
 	log_debug("scheduler", "run finished", "{s:s}", "reason", why);
 }
@@ -117,7 +156,7 @@ sched_run_end(struct sched *s, const char *why)
 static void
 sched_window_check(struct sched *s)
 {
-	if (s->run != RUN_SENDING || webhook_inflight(s->wh) > 0 || s->npending > 0 ||
+	if (s->run != RUN_SENDING || s->ninflight > 0 || s->npending > 0 ||
 	    s->writing != NULL)
 		return;
 	if (!s->active)
@@ -248,6 +287,7 @@ sched_on_delivered(void *arg, const struct webhook_result *res)
 	struct sched *s = d->s;
 	struct outcome *o;
 
+	sched_delivery_unlink(s, d);
 	if (res->aborted) {
 		/* Nothing is known: the lease runs out and it is sent again. */
 		free(d);
@@ -285,11 +325,13 @@ sched_on_claimed(void *arg, const struct claimed *rows, size_t n,
 			sched_run_end(s, "stopped");
 		return;
 	}
+	assert((long long)n <= s->window);
 	s->run = RUN_SENDING;
 	s->db_warned = false;
 	s->maybe_more = (long long)n == s->window;
 	if (s->run_left > 0)
 		s->run_left -= (long long)n;
+	assert(s->run_left >= -1);
 	for (size_t i = 0; i < n; i++) {
 		struct delivery *d = xcalloc(1, sizeof(*d));
 
@@ -299,13 +341,14 @@ sched_on_claimed(void *arg, const struct claimed *rows, size_t n,
 		snprintf(d->lease_token, sizeof(d->lease_token), "%s",
 		    rows[i].lease_token);
 		if (webhook_post(s->wh, rows[i].id, rows[i].recipient,
-		    rows[i].content, sched_on_delivered, d) != 0) {
-			/* Cannot happen while windows fit the capacity; if it
-			 * does, the lease makes the message due again. */
-			log_error("scheduler", "webhook refused a request",
-			    "{s:I}", "id", (json_int_t)rows[i].id);
-			free(d);
+		    rows[i].content, sched_on_delivered, d) == 0) {
+			sched_delivery_link(s, d);
+			continue;
 		}
+		/* The lease makes the message due again. */
+		log_error("scheduler", "webhook refused a request", "{s:I}",
+		    "id", (json_int_t)rows[i].id);
+		free(d);
 	}
 	if (n > 0)
 		log_debug("scheduler", "claimed", "{s:I}", "count",
@@ -313,13 +356,17 @@ sched_on_claimed(void *arg, const struct claimed *rows, size_t n,
 	sched_window_check(s);
 }
 
+/* The window is sized from our own budget, never from the client's
+ * free slots: another user's requests must not shrink or stop a run. */
 static void
 sched_claim(struct sched *s)
 {
-	size_t room = webhook_capacity(s->wh);
-	long long want = (long long)room;
+	size_t budget = (size_t)s->cfg->webhook_concurrency;
+	long long want;
 	int64_t lease = TIMING_LEASE_MS(s->cfg->webhook_timeout_ms);
 
+	assert(s->ninflight <= budget);
+	want = (long long)(budget - s->ninflight);
 	if (s->run_left >= 0 && s->run_left < want)
 		want = s->run_left;
 	if (want <= 0) {
@@ -357,6 +404,7 @@ sched_run_begin(struct sched *s, long long quota, const char *why)
 		    "progress", "{s:s}", "trigger", why);
 		return;
 	}
+	assert(s->ninflight == 0);
 	log_debug("scheduler", "run started", "{s:s, s:I}", "trigger", why,
 	    "quota", (json_int_t)quota);
 	s->run_left = quota;
@@ -384,6 +432,7 @@ sched_new(struct event_base *base, const struct config *cfg,
 	s->pg = pg;
 	s->wh = wh;
 	s->redis = redis;
+	TAILQ_INIT(&s->deliveries);
 	s->ev_tick = event_new(base, -1, EV_PERSIST, sched_on_tick, s);
 	s->ev_flush = evtimer_new(base, sched_on_flush, s);
 	s->ev_retry = evtimer_new(base, sched_on_retry, s);
@@ -420,7 +469,7 @@ sched_stop(struct sched *s)
 		sched_run_end(s, "stopped");
 	}
 	log_info("scheduler", "automatic sending stopped", "{s:I}",
-	    "in_flight", (json_int_t)webhook_inflight(s->wh));
+	    "in_flight", (json_int_t)s->ninflight);
 	return true;
 }
 
@@ -433,14 +482,14 @@ sched_is_active(const struct sched *s)
 bool
 sched_busy(const struct sched *s)
 {
-	return s->run == RUN_CLAIMING || webhook_inflight(s->wh) > 0 || s->npending > 0 ||
+	return s->run == RUN_CLAIMING || s->ninflight > 0 || s->npending > 0 ||
 	    s->writing != NULL;
 }
 
 size_t
 sched_inflight(const struct sched *s)
 {
-	return webhook_inflight(s->wh);
+	return s->ninflight;
 }
 
 size_t
@@ -456,6 +505,7 @@ sched_free(struct sched *s)
 {
 	if (s == NULL)
 		return;
+	assert(s->ninflight == 0 && TAILQ_EMPTY(&s->deliveries));
 	for (size_t i = 0; i < s->npending; i++)
 		outcome_fini(&s->pending[i]);
 	free(s->pending);
