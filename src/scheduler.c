@@ -4,8 +4,10 @@
  * posts them all, and once every one has an outcome written claims the
  * next window, until its quota (SCHEDULER_BATCH_SIZE per tick, or no
  * limit when draining) is used or nothing is due. Ticks that find a run
- * still going are skipped. Outcomes are written in batches: everything
- * that completed in one loop iteration goes out as one statement.
+ * still going are skipped; a drain asked for meanwhile (stop + start
+ * during a window) is queued and begins when that run ends. Outcomes are
+ * written in batches: everything that completed in one loop iteration
+ * goes out as one statement.
  *
  * The scheduler counts only its own posts (the deliveries list): the
  * webhook client may have other users, whose requests must neither
@@ -63,6 +65,7 @@ struct sched {
 	long long run_left;	/* messages this run may still claim; -1 = all */
 	long long window;	/* size of the last claim */
 	bool maybe_more;	/* the last claim filled its window */
+	bool drain_queued;	/* start asked for a drain during a run */
 	/* our posts in flight, and how many */
 	struct delivery_list deliveries;
 	size_t ninflight;
@@ -74,6 +77,8 @@ struct sched {
 };
 
 static void sched_claim(struct sched *s);
+static void sched_run_begin(struct sched *s, long long quota,
+    const char *why);
 
 static void
 sched_delivery_link(struct sched *s, struct delivery *d)
@@ -148,6 +153,10 @@ sched_run_end(struct sched *s, const char *why)
 	assert(s->ninflight == 0);
 	s->run = RUN_IDLE;
 	log_debug("scheduler", "run finished", "{s:s}", "reason", why);
+	if (s->active && s->drain_queued) {
+		s->drain_queued = false;
+		sched_run_begin(s, -1, "drain queued during a run");
+	}
 }
 
 /* A window is over when every request has an outcome and every outcome
@@ -400,6 +409,17 @@ sched_run_begin(struct sched *s, long long quota, const char *why)
 	if (!s->active)
 		return;
 	if (s->run != RUN_IDLE) {
+		if (quota < 0) {
+			/* Stop + start during a window: the old run may be a
+			 * tick's, with a quota nearly used, or may have seen
+			 * its last claim before new messages came. Growing it
+			 * in place would depend on where it is; a fresh drain
+			 * when it ends claims everything due, always. */
+			s->drain_queued = true;
+			log_info("scheduler", "drain queued: previous run still "
+			    "in progress", "{s:s}", "trigger", why);
+			return;
+		}
 		log_info("scheduler", "tick skipped: previous run still in "
 		    "progress", "{s:s}", "trigger", why);
 		return;
@@ -463,6 +483,7 @@ sched_stop(struct sched *s)
 	if (!s->active)
 		return false;
 	s->active = false;
+	s->drain_queued = false;
 	event_del(s->ev_tick);
 	if (s->run == RUN_WAITING) {
 		event_del(s->ev_retry);
