@@ -24,7 +24,7 @@ struct sched *sched_new(struct event_base *base, const struct config *cfg,
 bool sched_start(struct sched *s);
 bool sched_stop(struct sched *s);
 bool sched_is_active(const struct sched *s);
-/* A claim, requests in flight, or outcomes not yet written. */
+/* A claim, requests in flight, or outcomes or releases not yet written. */
 bool sched_busy(const struct sched *s);
 /* The scheduler's own requests in flight (not the webhook client's other
  * users'). */

@@ -36,6 +36,10 @@ enum sched_run {
 	RUN_SENDING,
 };
 
+/* Most ids one run skips after refusals (see sched_refused); past it
+ * the run ends and the next one starts with an empty list. */
+#define SCHED_SKIP_MAX 1024
+
 /* One POST of ours in flight. It exists only while on s->deliveries:
  * linked right after webhook_post accepts it, unlinked when its callback
  * starts, then freed; in_flight mirrors that for the asserts and is set
@@ -65,10 +69,15 @@ struct sched {
 	long long run_left;	/* messages this run may still claim; -1 = all */
 	long long window;	/* size of the last claim */
 	bool maybe_more;	/* the last claim filled its window */
+	bool window_refused;	/* the webhook refused a post of this window */
 	bool drain_queued;	/* start asked for a drain during a run */
 	/* our posts in flight, and how many */
 	struct delivery_list deliveries;
 	size_t ninflight;
+	size_t releasing;	/* release statements not yet answered */
+	/* ids refused during this run, which its claims leave alone */
+	int64_t *skip;
+	size_t nskip, cap_skip;
 	/* outcomes waiting to be written, and those being written */
 	struct outcome *pending;
 	size_t npending, cap_pending;
@@ -132,16 +141,22 @@ sched_db_trouble(struct sched *s, const char *what, const char *reason)
 	s->db_warned = true;
 }
 
-/* The run keeps its quota and claims again once the database answers:
- * a drain requested at boot, before the first connect, is not lost. */
+/* The run keeps its quota and claims again after delay_ms. */
+static void
+sched_pause(struct sched *s, int64_t delay_ms)
+{
+	struct timeval tv = util_tv(delay_ms);
+
+	s->run = RUN_WAITING;
+	event_add(s->ev_retry, &tv);
+}
+
+/* A drain requested at boot, before the first connect, is not lost. */
 static void
 sched_wait_db(struct sched *s, const char *reason)
 {
-	struct timeval tv = util_tv(TIMING_DB_RETRY_MS);
-
 	sched_db_trouble(s, "cannot claim, will retry", reason);
-	s->run = RUN_WAITING;
-	event_add(s->ev_retry, &tv);
+	sched_pause(s, TIMING_DB_RETRY_MS);
 }
 
 static void
@@ -152,7 +167,8 @@ sched_run_end(struct sched *s, const char *why)
 	/* Runs end only between windows. */
 	assert(s->ninflight == 0);
 	s->run = RUN_IDLE;
-	log_debug("scheduler", "run finished", "{s:s}", "reason", why);
+	log_debug("scheduler", "run finished", "{s:s, s:I}", "reason", why,
+	    "refused", (json_int_t)s->nskip);
 	if (s->active && s->drain_queued) {
 		s->drain_queued = false;
 		sched_run_begin(s, -1, "drain queued during a run");
@@ -166,12 +182,16 @@ static void
 sched_window_check(struct sched *s)
 {
 	if (s->run != RUN_SENDING || s->ninflight > 0 || s->npending > 0 ||
-	    s->writing != NULL)
+	    s->writing != NULL || s->releasing > 0)
 		return;
 	if (!s->active)
 		sched_run_end(s, "stopped");
 	else if (!s->maybe_more || s->run_left == 0)
 		sched_run_end(s, "done");
+	else if (s->nskip >= SCHED_SKIP_MAX)
+		sched_run_end(s, "too many refused");
+	else if (s->window_refused)
+		sched_pause(s, TIMING_REFUSED_PAUSE_MS);
 	else
 		sched_claim(s);
 }
@@ -322,10 +342,69 @@ sched_on_delivered(void *arg, const struct webhook_result *res)
 }
 
 static void
+sched_on_released(void *arg, size_t n, const char *err)
+{
+	struct sched *s = arg;
+
+	assert(s->releasing > 0);
+	s->releasing--;
+	/* Not kept for a retry: a release only saves time, and a lost one
+	 * costs nothing but the wait for its lease to run out. */
+	if (err != NULL)
+		sched_db_trouble(s, "could not release refused messages", err);
+	else
+		log_debug("scheduler", "refused messages released", "{s:I}",
+		    "count", (json_int_t)n);
+	sched_window_check(s);
+}
+
+/* The webhook client refuses a post when its global cap is full (another
+ * user holds the slots), when the body cannot be built (content that is
+ * not valid UTF-8) or while it is being freed; it does not say which, and
+ * we need not know. In every case the message was not sent, so waiting
+ * for its lease (2 x WEBHOOK_TIMEOUT + 10 s) would only delay it: it is
+ * released, due at once, for another instance or the next run. This run
+ * skips it: claiming it again at once would fail the same way (a body
+ * never becomes valid; a full client stays full for a while), and a
+ * window of such messages would spin claim, refuse, release, claim. The
+ * refusals go on the claim's skip list, and the next window waits a
+ * moment (TIMING_REFUSED_PAUSE_MS) so a full client can drain. */
+static void
+sched_refused(struct sched *s, int64_t id)
+{
+	log_warn("scheduler", "webhook refused a request, releasing it",
+	    "{s:I}", "id", (json_int_t)id);
+	s->window_refused = true;
+	if (s->nskip == s->cap_skip) {
+		s->cap_skip = s->cap_skip ? 2 * s->cap_skip : 16;
+		s->skip = realloc(s->skip, s->cap_skip * sizeof(*s->skip));
+		if (s->skip == NULL)
+			abort();
+	}
+	s->skip[s->nskip++] = id;
+}
+
+/* One statement for every refusal of the window. */
+static void
+sched_release(struct sched *s, const struct store_lease *l, size_t n)
+{
+	if (n == 0)
+		return;
+	if (store_release(s->pg, l, n, sched_on_released, s) != 0) {
+		sched_db_trouble(s, "could not release refused messages",
+		    "database unavailable");
+		return;
+	}
+	s->releasing++;
+}
+
+static void
 sched_on_claimed(void *arg, const struct claimed *rows, size_t n,
     const char *err)
 {
 	struct sched *s = arg;
+	struct store_lease *refused = NULL;	/* tokens borrowed from rows */
+	size_t nrefused = 0;
 
 	if (err != NULL) {
 		if (s->active)
@@ -338,6 +417,7 @@ sched_on_claimed(void *arg, const struct claimed *rows, size_t n,
 	s->run = RUN_SENDING;
 	s->db_warned = false;
 	s->maybe_more = (long long)n == s->window;
+	s->window_refused = false;
 	if (s->run_left > 0)
 		s->run_left -= (long long)n;
 	assert(s->run_left >= -1);
@@ -354,14 +434,19 @@ sched_on_claimed(void *arg, const struct claimed *rows, size_t n,
 			sched_delivery_link(s, d);
 			continue;
 		}
-		/* The lease makes the message due again. */
-		log_error("scheduler", "webhook refused a request", "{s:I}",
-		    "id", (json_int_t)rows[i].id);
 		free(d);
+		sched_refused(s, rows[i].id);
+		if (refused == NULL)
+			refused = xcalloc(n, sizeof(*refused));
+		refused[nrefused].id = rows[i].id;
+		refused[nrefused].lease_token = rows[i].lease_token;
+		nrefused++;
 	}
 	if (n > 0)
 		log_debug("scheduler", "claimed", "{s:I}", "count",
 		    (json_int_t)n);
+	sched_release(s, refused, nrefused);
+	free(refused);
 	sched_window_check(s);
 }
 
@@ -384,7 +469,8 @@ sched_claim(struct sched *s)
 	}
 	s->run = RUN_CLAIMING;
 	s->window = want;
-	if (store_claim_due(s->pg, (int)want, lease, sched_on_claimed, s) != 0)
+	if (store_claim_due(s->pg, (int)want, lease, s->skip, s->nskip,
+	    sched_on_claimed, s) != 0)
 		sched_wait_db(s, "database unavailable");
 }
 
@@ -424,10 +510,12 @@ sched_run_begin(struct sched *s, long long quota, const char *why)
 		    "progress", "{s:s}", "trigger", why);
 		return;
 	}
-	assert(s->ninflight == 0);
+	assert(s->ninflight == 0 && s->releasing == 0);
 	log_debug("scheduler", "run started", "{s:s, s:I}", "trigger", why,
 	    "quota", (json_int_t)quota);
 	s->run_left = quota;
+	s->nskip = 0;
+	s->window_refused = false;
 	sched_claim(s);
 }
 
@@ -504,7 +592,7 @@ bool
 sched_busy(const struct sched *s)
 {
 	return s->run == RUN_CLAIMING || s->ninflight > 0 || s->npending > 0 ||
-	    s->writing != NULL;
+	    s->writing != NULL || s->releasing > 0;
 }
 
 size_t
@@ -533,6 +621,7 @@ sched_free(struct sched *s)
 	for (size_t i = 0; i < s->nwriting; i++)
 		outcome_fini(&s->writing[i]);
 	free(s->writing);
+	free(s->skip);
 	event_free(s->ev_tick);
 	event_free(s->ev_flush);
 	event_free(s->ev_retry);

@@ -1,5 +1,6 @@
 """The scheduler's own bookkeeping, end to end: a drain asked for while a run
-is still sending (stop + start during a window).
+is still sending (stop + start during a window), and a message the webhook
+client refuses to post (released at once, never claimed in a loop).
 
 Each test waits on a state (rows, received requests) or a log line; none
 sleeps and then asserts that nothing happened."""
@@ -16,6 +17,11 @@ FAST = {
     "WEBHOOK_TIMEOUT": "2s",  # a lease of 2 x 2 s + 10 s = 14 s
     "LOG_LEVEL": "debug",
 }
+
+# The webhook client's own line for each refusal (the scheduler logs one
+# too): counting these counts real refusals, whatever the scheduler says.
+REFUSED = "cannot build request body"
+
 
 def received_at(req):
     """A receiver timestamp (RFC 3339 UTC with ms) as seconds."""
@@ -113,3 +119,80 @@ class StopStartTest(SchedulerTest):
         self.assertEqual(self.counts(), {"sent": 2, "pending": 2})
         self.assertEqual(len(self.receiver.requests()), 2)
         self.assertEqual(svc.find_logs("drain queued: previous run still in progress"), [])
+
+
+class RefusedTest(SchedulerTest):
+    # SQL_ASCII stores any bytes, so a message's content can be invalid
+    # UTF-8: jansson cannot build the body and webhook_post refuses it.
+    db_encoding = "SQL_ASCII"
+
+    def insert_bad(self, n):
+        self.psql(f"""
+            INSERT INTO messages (recipient, content)
+            SELECT '+1666' || lpad(g::text, 8, '0'), E'bad \\xff\\xfe ' || g
+            FROM generate_series(1, {n}) g""")
+
+    def lease_state(self, ids):
+        return self.psql("SELECT id, status, lease_until IS NULL, next_attempt_at <= now(), "
+                         f"retry_count FROM messages WHERE id IN ({','.join(map(str, ids))}) "
+                         "ORDER BY id")
+
+    def released(self, ids):
+        return [(str(i), "pending", "t", "t", "0") for i in ids]
+
+    def test_refused_message_is_released_and_others_are_sent(self):
+        self.insert_bad(1)  # id 1, the oldest
+        self.insert(3)  # ids 2-4
+        self.assertEqual(self.psql(
+            "SELECT length(content), octet_length(content) FROM messages WHERE id = 1"),
+            [("8", "8")])  # two bytes that are not UTF-8: SQL_ASCII kept them as they are
+        svc = self.start(SCHEDULER_BATCH_SIZE="0")
+        svc.wait_log({"msg": REFUSED, "id": 1})
+        # Released at once (its lease would last 14 s): due now, lease
+        # cleared, no attempt counted.
+        wait_until(lambda: self.lease_state([1]) == self.released([1]), 3, 0.05,
+                   f"message 1 released (last: {self.lease_state([1])})")
+        self.wait_counts({"sent": 3, "pending": 1})
+        self.assertEqual(sorted(r["headers"]["webhook-id"] for r in self.receiver.requests()),
+                         ["msg_2", "msg_3", "msg_4"])
+        svc.wait_log({"msg": "webhook refused a request, releasing it", "id": 1})
+        # And delivery goes on: the next drain sends new messages and tries
+        # the refused one once more.
+        self.insert(2, "later")
+        self.restart_sending(svc)
+        self.wait_counts({"sent": 5, "pending": 1})
+        svc.wait_log({"msg": REFUSED, "id": 1}, count=2)
+        wait_until(lambda: self.lease_state([1]) == self.released([1]), 3, 0.05,
+                   "message 1 released again")
+
+    def test_window_of_refusals_is_not_claimed_again_by_the_same_run(self):
+        # A window made only of refused messages: released, they are due at
+        # once, and the run's next claim would take exactly them again,
+        # forever. The run skips them and ends.
+        self.insert_bad(2)
+        svc = self.start(WEBHOOK_CONCURRENCY="2")
+        svc.wait_log({"msg": "run finished", "reason": "done"}, timeout=10)
+        refusals = svc.find_logs(REFUSED)
+        self.assertEqual(sorted(e["id"] for e in refusals), [1, 2], refusals)
+        wait_until(lambda: self.lease_state([1, 2]) == self.released([1, 2]), 3, 0.05,
+                   f"both released (last: {self.lease_state([1, 2])})")
+        # The next run (here a drain on start) tries them again, and sends
+        # the good ones that came meanwhile.
+        self.insert(3)
+        self.restart_sending(svc)
+        self.wait_counts({"sent": 3, "pending": 2})
+        svc.wait_log({"msg": "run finished", "reason": "done"}, count=2)
+        self.assertEqual(len(svc.find_logs(REFUSED)), 4)
+
+    def test_refused_messages_wait_for_the_next_tick(self):
+        # With ticks every 300 ms a refused message is tried once per run,
+        # not in a loop: refusals are spaced by ticks. (The first, by the
+        # boot drain, may come just before the first tick: not counted.)
+        self.insert_bad(1)
+        svc = self.start(SCHEDULER_INTERVAL="300ms")
+        svc.wait_log({"msg": REFUSED, "id": 1}, count=4, timeout=10)
+        times = [e["ts"] for e in svc.find_logs(REFUSED)][1:4]
+        secs = [time.mktime(time.strptime(t[:19], "%Y-%m-%dT%H:%M:%S")) + int(t[20:23]) / 1000
+                for t in times]
+        for a, b in zip(secs, secs[1:]):
+            self.assertGreater(b - a, 0.2, times)
