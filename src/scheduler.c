@@ -4,10 +4,18 @@
  * posts them all, and once every one has an outcome written claims the
  * next window, until its quota (SCHEDULER_BATCH_SIZE per tick, or no
  * limit when draining) is used or nothing is due. Ticks that find a run
- * still going are skipped. Outcomes are written in batches: everything
- * that completed in one loop iteration goes out as one statement. */
+ * still going are skipped; a drain asked for meanwhile (stop + start
+ * during a window) is queued and begins when that run ends. Outcomes are
+ * written in batches: everything that completed in one loop iteration
+ * goes out as one statement.
+ *
+ * The scheduler counts only its own posts (the deliveries list): the
+ * webhook client may have other users, whose requests must neither
+ * shrink our windows nor hold them open. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "cache.h"
 #include "config.h"
@@ -28,12 +36,24 @@ enum sched_run {
 	RUN_SENDING,
 };
 
+/* Most ids one run skips after refusals (see sched_refused); past it
+ * the run ends and the next one starts with an empty list. */
+#define SCHED_SKIP_MAX 1024
+
+/* One POST of ours in flight. It exists only while on s->deliveries:
+ * linked right after webhook_post accepts it, unlinked when its callback
+ * starts, then freed; in_flight mirrors that for the asserts and is set
+ * nowhere else. */
 struct delivery {
+	TAILQ_ENTRY(delivery) link;
 	struct sched *s;
 	int64_t id;
 	int retry_count;
+	bool in_flight;
 	char lease_token[40];
 };
+
+TAILQ_HEAD(delivery_list, delivery);
 
 struct sched {
 	const struct config *cfg;
@@ -49,6 +69,15 @@ struct sched {
 	long long run_left;	/* messages this run may still claim; -1 = all */
 	long long window;	/* size of the last claim */
 	bool maybe_more;	/* the last claim filled its window */
+	bool window_refused;	/* the webhook refused a post of this window */
+	bool drain_queued;	/* start asked for a drain during a run */
+	/* our posts in flight, and how many */
+	struct delivery_list deliveries;
+	size_t ninflight;
+	size_t releasing;	/* release statements not yet answered */
+	/* ids refused during this run, which its claims leave alone */
+	int64_t *skip;
+	size_t nskip, cap_skip;
 	/* outcomes waiting to be written, and those being written */
 	struct outcome *pending;
 	size_t npending, cap_pending;
@@ -57,6 +86,29 @@ struct sched {
 };
 
 static void sched_claim(struct sched *s);
+static void sched_run_begin(struct sched *s, long long quota,
+    const char *why);
+
+static void
+sched_delivery_link(struct sched *s, struct delivery *d)
+{
+	assert(!d->in_flight);
+	assert(s->ninflight < (size_t)s->cfg->webhook_concurrency);
+	TAILQ_INSERT_TAIL(&s->deliveries, d, link);
+	d->in_flight = true;
+	s->ninflight++;
+}
+
+static void
+sched_delivery_unlink(struct sched *s, struct delivery *d)
+{
+	assert(d->in_flight);
+	assert(s->ninflight > 0);
+	TAILQ_REMOVE(&s->deliveries, d, link);
+	d->in_flight = false;
+	s->ninflight--;
+	assert((s->ninflight == 0) == TAILQ_EMPTY(&s->deliveries));
+}
 
 /* Room for n more outcomes in the pending buffer. */
 static void
@@ -89,16 +141,22 @@ sched_db_trouble(struct sched *s, const char *what, const char *reason)
 	s->db_warned = true;
 }
 
-/* The run keeps its quota and claims again once the database answers:
- * a drain requested at boot, before the first connect, is not lost. */
+/* The run keeps its quota and claims again after delay_ms. */
+static void
+sched_pause(struct sched *s, int64_t delay_ms)
+{
+	struct timeval tv = util_tv(delay_ms);
+
+	s->run = RUN_WAITING;
+	event_add(s->ev_retry, &tv);
+}
+
+/* A drain requested at boot, before the first connect, is not lost. */
 static void
 sched_wait_db(struct sched *s, const char *reason)
 {
-	struct timeval tv = util_tv(TIMING_DB_RETRY_MS);
-
 	sched_db_trouble(s, "cannot claim, will retry", reason);
-	s->run = RUN_WAITING;
-	event_add(s->ev_retry, &tv);
+	sched_pause(s, TIMING_DB_RETRY_MS);
 }
 
 static void
@@ -106,8 +164,15 @@ sched_run_end(struct sched *s, const char *why)
 {
 	if (s->run == RUN_IDLE)
 		return;
+	/* Runs end only between windows. */
+	assert(s->ninflight == 0);
 	s->run = RUN_IDLE;
-	log_debug("scheduler", "run finished", "{s:s}", "reason", why);
+	log_debug("scheduler", "run finished", "{s:s, s:I}", "reason", why,
+	    "refused", (json_int_t)s->nskip);
+	if (s->active && s->drain_queued) {
+		s->drain_queued = false;
+		sched_run_begin(s, -1, "drain queued during a run");
+	}
 }
 
 /* A window is over when every request has an outcome and every outcome
@@ -116,13 +181,17 @@ sched_run_end(struct sched *s, const char *why)
 static void
 sched_window_check(struct sched *s)
 {
-	if (s->run != RUN_SENDING || webhook_inflight(s->wh) > 0 || s->npending > 0 ||
-	    s->writing != NULL)
+	if (s->run != RUN_SENDING || s->ninflight > 0 || s->npending > 0 ||
+	    s->writing != NULL || s->releasing > 0)
 		return;
 	if (!s->active)
 		sched_run_end(s, "stopped");
 	else if (!s->maybe_more || s->run_left == 0)
 		sched_run_end(s, "done");
+	else if (s->nskip >= SCHED_SKIP_MAX)
+		sched_run_end(s, "too many refused");
+	else if (s->window_refused)
+		sched_pause(s, TIMING_REFUSED_PAUSE_MS);
 	else
 		sched_claim(s);
 }
@@ -160,7 +229,7 @@ sched_on_recorded(void *arg, const struct recorded *rows, size_t n,
 	}
 	s->db_warned = false;
 	for (size_t i = 0; i < n; i++) {
-		if (strcmp(rows[i].status, "sent") == 0) {
+		if (rows[i].status == STORE_SENT) {
 			log_info("scheduler", "message sent", "{s:I, s:s?}",
 			    "id", (json_int_t)rows[i].id, "messageId",
 			    rows[i].response_id);
@@ -168,7 +237,7 @@ sched_on_recorded(void *arg, const struct recorded *rows, size_t n,
 			(void)cache_put_sent(s->redis, rows[i].id,
 			    rows[i].response_id, rows[i].sent_at,
 			    s->cfg->cache_ttl_ms);
-		} else if (strcmp(rows[i].status, "failed") == 0) {
+		} else if (rows[i].status == STORE_FAILED) {
 			log_warn("scheduler", "message failed", "{s:I}", "id",
 			    (json_int_t)rows[i].id);
 		}
@@ -186,10 +255,41 @@ sched_on_recorded(void *arg, const struct recorded *rows, size_t n,
 	sched_window_check(s);
 }
 
+static enum store_status
+sched_store_status(enum outcome_kind kind)
+{
+	switch (kind) {
+	case OUTCOME_SENT:
+		return STORE_SENT;
+	case OUTCOME_FAILED:
+		return STORE_FAILED;
+	case OUTCOME_RETRY:
+		return STORE_PENDING;
+	}
+	assert(!"unknown outcome kind");
+	return STORE_PENDING;
+}
+
+/* The row borrows o's strings: o lives in s->writing until the answer. */
+static void
+sched_store_row(const struct outcome *o, struct store_outcome *row)
+{
+	row->id = o->id;
+	row->lease_token = o->lease_token;
+	row->status = sched_store_status(o->kind);
+	row->code = o->code;
+	row->response_id = o->response_id;
+	row->error = o->error;
+	row->retry_count = o->retry_count;
+	row->delay_ms = o->delay_ms;
+}
+
 static void
 sched_on_flush(evutil_socket_t fd, short what, void *arg)
 {
 	struct sched *s = arg;
+	struct store_outcome *rows;
+	int rc;
 
 	UNUSED(fd);
 	UNUSED(what);
@@ -199,8 +299,13 @@ sched_on_flush(evutil_socket_t fd, short what, void *arg)
 	s->nwriting = s->npending;
 	s->pending = NULL;
 	s->npending = s->cap_pending = 0;
-	if (store_record_outcomes(s->pg, s->writing, s->nwriting,
-	    sched_on_recorded, s) != 0)
+	rows = xcalloc(s->nwriting, sizeof(*rows));
+	for (size_t i = 0; i < s->nwriting; i++)
+		sched_store_row(&s->writing[i], &rows[i]);
+	rc = store_record_outcomes(s->pg, rows, s->nwriting, sched_on_recorded,
+	    s);
+	free(rows);
+	if (rc != 0)
 		sched_on_recorded(s, NULL, 0, "database unavailable");
 }
 
@@ -211,6 +316,7 @@ sched_on_delivered(void *arg, const struct webhook_result *res)
 	struct sched *s = d->s;
 	struct outcome *o;
 
+	sched_delivery_unlink(s, d);
 	if (res->aborted) {
 		/* Nothing is known: the lease runs out and it is sent again. */
 		free(d);
@@ -236,10 +342,69 @@ sched_on_delivered(void *arg, const struct webhook_result *res)
 }
 
 static void
+sched_on_released(void *arg, size_t n, const char *err)
+{
+	struct sched *s = arg;
+
+	assert(s->releasing > 0);
+	s->releasing--;
+	/* Not kept for a retry: a release only saves time, and a lost one
+	 * costs nothing but the wait for its lease to run out. */
+	if (err != NULL)
+		sched_db_trouble(s, "could not release refused messages", err);
+	else
+		log_debug("scheduler", "refused messages released", "{s:I}",
+		    "count", (json_int_t)n);
+	sched_window_check(s);
+}
+
+/* The webhook client refuses a post when its global cap is full (another
+ * user holds the slots), when the body cannot be built (content that is
+ * not valid UTF-8) or while it is being freed; it does not say which, and
+ * we need not know. In every case the message was not sent, so waiting
+ * for its lease (2 x WEBHOOK_TIMEOUT + 10 s) would only delay it: it is
+ * released, due at once, for another instance or the next run. This run
+ * skips it: claiming it again at once would fail the same way (a body
+ * never becomes valid; a full client stays full for a while), and a
+ * window of such messages would spin claim, refuse, release, claim. The
+ * refusals go on the claim's skip list, and the next window waits a
+ * moment (TIMING_REFUSED_PAUSE_MS) so a full client can drain. */
+static void
+sched_refused(struct sched *s, int64_t id)
+{
+	log_warn("scheduler", "webhook refused a request, releasing it",
+	    "{s:I}", "id", (json_int_t)id);
+	s->window_refused = true;
+	if (s->nskip == s->cap_skip) {
+		s->cap_skip = s->cap_skip ? 2 * s->cap_skip : 16;
+		s->skip = realloc(s->skip, s->cap_skip * sizeof(*s->skip));
+		if (s->skip == NULL)
+			abort();
+	}
+	s->skip[s->nskip++] = id;
+}
+
+/* One statement for every refusal of the window. */
+static void
+sched_release(struct sched *s, const struct store_lease *l, size_t n)
+{
+	if (n == 0)
+		return;
+	if (store_release(s->pg, l, n, sched_on_released, s) != 0) {
+		sched_db_trouble(s, "could not release refused messages",
+		    "database unavailable");
+		return;
+	}
+	s->releasing++;
+}
+
+static void
 sched_on_claimed(void *arg, const struct claimed *rows, size_t n,
     const char *err)
 {
 	struct sched *s = arg;
+	struct store_lease *refused = NULL;	/* tokens borrowed from rows */
+	size_t nrefused = 0;
 
 	if (err != NULL) {
 		if (s->active)
@@ -248,11 +413,14 @@ sched_on_claimed(void *arg, const struct claimed *rows, size_t n,
 			sched_run_end(s, "stopped");
 		return;
 	}
+	assert((long long)n <= s->window);
 	s->run = RUN_SENDING;
 	s->db_warned = false;
 	s->maybe_more = (long long)n == s->window;
+	s->window_refused = false;
 	if (s->run_left > 0)
 		s->run_left -= (long long)n;
+	assert(s->run_left >= -1);
 	for (size_t i = 0; i < n; i++) {
 		struct delivery *d = xcalloc(1, sizeof(*d));
 
@@ -262,27 +430,37 @@ sched_on_claimed(void *arg, const struct claimed *rows, size_t n,
 		snprintf(d->lease_token, sizeof(d->lease_token), "%s",
 		    rows[i].lease_token);
 		if (webhook_post(s->wh, rows[i].id, rows[i].recipient,
-		    rows[i].content, sched_on_delivered, d) != 0) {
-			/* Cannot happen while windows fit the capacity; if it
-			 * does, the lease makes the message due again. */
-			log_error("scheduler", "webhook refused a request",
-			    "{s:I}", "id", (json_int_t)rows[i].id);
-			free(d);
+		    rows[i].content, sched_on_delivered, d) == 0) {
+			sched_delivery_link(s, d);
+			continue;
 		}
+		free(d);
+		sched_refused(s, rows[i].id);
+		if (refused == NULL)
+			refused = xcalloc(n, sizeof(*refused));
+		refused[nrefused].id = rows[i].id;
+		refused[nrefused].lease_token = rows[i].lease_token;
+		nrefused++;
 	}
 	if (n > 0)
 		log_debug("scheduler", "claimed", "{s:I}", "count",
 		    (json_int_t)n);
+	sched_release(s, refused, nrefused);
+	free(refused);
 	sched_window_check(s);
 }
 
+/* The window is sized from our own budget, never from the client's
+ * free slots: another user's requests must not shrink or stop a run. */
 static void
 sched_claim(struct sched *s)
 {
-	size_t room = webhook_capacity(s->wh);
-	long long want = (long long)room;
+	size_t budget = (size_t)s->cfg->webhook_concurrency;
+	long long want;
 	int64_t lease = TIMING_LEASE_MS(s->cfg->webhook_timeout_ms);
 
+	assert(s->ninflight <= budget);
+	want = (long long)(budget - s->ninflight);
 	if (s->run_left >= 0 && s->run_left < want)
 		want = s->run_left;
 	if (want <= 0) {
@@ -291,7 +469,8 @@ sched_claim(struct sched *s)
 	}
 	s->run = RUN_CLAIMING;
 	s->window = want;
-	if (store_claim_due(s->pg, (int)want, lease, sched_on_claimed, s) != 0)
+	if (store_claim_due(s->pg, (int)want, lease, s->skip, s->nskip,
+	    sched_on_claimed, s) != 0)
 		sched_wait_db(s, "database unavailable");
 }
 
@@ -316,13 +495,27 @@ sched_run_begin(struct sched *s, long long quota, const char *why)
 	if (!s->active)
 		return;
 	if (s->run != RUN_IDLE) {
+		if (quota < 0) {
+			/* Stop + start during a window: the old run may be a
+			 * tick's, with a quota nearly used, or may have seen
+			 * its last claim before new messages came. Growing it
+			 * in place would depend on where it is; a fresh drain
+			 * when it ends claims everything due, always. */
+			s->drain_queued = true;
+			log_info("scheduler", "drain queued: previous run still "
+			    "in progress", "{s:s}", "trigger", why);
+			return;
+		}
 		log_info("scheduler", "tick skipped: previous run still in "
 		    "progress", "{s:s}", "trigger", why);
 		return;
 	}
+	assert(s->ninflight == 0 && s->releasing == 0);
 	log_debug("scheduler", "run started", "{s:s, s:I}", "trigger", why,
 	    "quota", (json_int_t)quota);
 	s->run_left = quota;
+	s->nskip = 0;
+	s->window_refused = false;
 	sched_claim(s);
 }
 
@@ -347,6 +540,7 @@ sched_new(struct event_base *base, const struct config *cfg,
 	s->pg = pg;
 	s->wh = wh;
 	s->redis = redis;
+	TAILQ_INIT(&s->deliveries);
 	s->ev_tick = event_new(base, -1, EV_PERSIST, sched_on_tick, s);
 	s->ev_flush = evtimer_new(base, sched_on_flush, s);
 	s->ev_retry = evtimer_new(base, sched_on_retry, s);
@@ -377,13 +571,14 @@ sched_stop(struct sched *s)
 	if (!s->active)
 		return false;
 	s->active = false;
+	s->drain_queued = false;
 	event_del(s->ev_tick);
 	if (s->run == RUN_WAITING) {
 		event_del(s->ev_retry);
 		sched_run_end(s, "stopped");
 	}
 	log_info("scheduler", "automatic sending stopped", "{s:I}",
-	    "in_flight", (json_int_t)webhook_inflight(s->wh));
+	    "in_flight", (json_int_t)s->ninflight);
 	return true;
 }
 
@@ -396,14 +591,14 @@ sched_is_active(const struct sched *s)
 bool
 sched_busy(const struct sched *s)
 {
-	return s->run == RUN_CLAIMING || webhook_inflight(s->wh) > 0 || s->npending > 0 ||
-	    s->writing != NULL;
+	return s->run == RUN_CLAIMING || s->ninflight > 0 || s->npending > 0 ||
+	    s->writing != NULL || s->releasing > 0;
 }
 
 size_t
 sched_inflight(const struct sched *s)
 {
-	return webhook_inflight(s->wh);
+	return s->ninflight;
 }
 
 size_t
@@ -419,12 +614,14 @@ sched_free(struct sched *s)
 {
 	if (s == NULL)
 		return;
+	assert(s->ninflight == 0 && TAILQ_EMPTY(&s->deliveries));
 	for (size_t i = 0; i < s->npending; i++)
 		outcome_fini(&s->pending[i]);
 	free(s->pending);
 	for (size_t i = 0; i < s->nwriting; i++)
 		outcome_fini(&s->writing[i]);
 	free(s->writing);
+	free(s->skip);
 	event_free(s->ev_tick);
 	event_free(s->ev_flush);
 	event_free(s->ev_retry);

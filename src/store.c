@@ -1,8 +1,9 @@
 /* store.c - every SQL statement the service runs, and row decoding. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-#include "outcome.h"
 #include "pg.h"
 #include "pgarray.h"
 #include "store.h"
@@ -19,9 +20,34 @@ struct store_call {
 		store_list_cb list;
 		store_claim_cb claim;
 		store_record_cb record;
+		store_count_cb count;
 	} cb;
 	void *arg;
 };
+
+static const char *const store_status_names[] = {
+	[STORE_PENDING] = "pending",
+	[STORE_SENT] = "sent",
+	[STORE_FAILED] = "failed",
+};
+
+const char *
+store_status_name(enum store_status status)
+{
+	assert((size_t)status < ARRAY_LEN(store_status_names));
+	return store_status_names[status];
+}
+
+/* The column only ever holds the three names (a CHECK constraint). */
+static enum store_status
+store_status_parse(const char *s)
+{
+	for (size_t i = 0; i < ARRAY_LEN(store_status_names); i++)
+		if (strcmp(s, store_status_names[i]) == 0)
+			return (enum store_status)i;
+	assert(!"status outside the CHECK constraint");
+	return STORE_PENDING;
+}
 
 static struct store_call *
 store_call_new(void *arg)
@@ -169,19 +195,32 @@ store_on_claimed(void *arg, const PGresult *res, const char *err)
  * both new messages and claims abandoned by a crashed sender. */
 int
 store_claim_due(struct pg_conn *pg, int limit, int64_t lease_ms,
-    store_claim_cb cb, void *arg)
+    const int64_t *skip, size_t nskip, store_claim_cb cb, void *arg)
 {
 	char lim[16], lease[24];
-	const char *params[] = { lim, lease };
+	struct pgarray skipped;
+	const char *params[3];
 	struct store_call *c = store_call_new(arg);
+	int rc;
 
 	snprintf(lim, sizeof(lim), "%d", limit);
 	snprintf(lease, sizeof(lease), "%lld", (long long)lease_ms);
+	pgarray_init(&skipped);
+	for (size_t i = 0; i < nskip; i++) {
+		char num[24];
+
+		snprintf(num, sizeof(num), "%lld", (long long)skip[i]);
+		pgarray_add(&skipped, num);
+	}
+	params[0] = lim;
+	params[1] = lease;
+	params[2] = pgarray_text(&skipped);
 	c->cb.claim = cb;
-	return store_submit(pg,
+	rc = store_submit(pg,
 	    "WITH due AS ("
 	    " SELECT id FROM messages"
 	    " WHERE status = 'pending' AND next_attempt_at <= now()"
+	    " AND id <> ALL($3::bigint[])"
 	    " ORDER BY next_attempt_at, id LIMIT $1"
 	    " FOR UPDATE SKIP LOCKED),"
 	    " claim AS (SELECT gen_random_uuid() AS token,"
@@ -191,7 +230,9 @@ store_claim_due(struct pg_conn *pg, int limit, int64_t lease_ms,
 	    " FROM due, claim WHERE m.id = due.id"
 	    " RETURNING m.id, m.recipient, m.content, m.retry_count,"
 	    " m.lease_token",
-	    2, params, store_on_claimed, c);
+	    (int)ARRAY_LEN(params), params, store_on_claimed, c);
+	pgarray_fini(&skipped);
+	return rc;
 }
 
 static void
@@ -200,7 +241,7 @@ store_recorded_row(const PGresult *res, int r, void *out)
 	struct recorded *rec = out;
 
 	rec->id = strtoll(PQgetvalue(res, r, 0), NULL, 10);
-	rec->status = PQgetvalue(res, r, 1);
+	rec->status = store_status_parse(PQgetvalue(res, r, 1));
 	rec->sent_at = store_text(res, r, 2);
 	rec->response_id = store_text(res, r, 3);
 }
@@ -219,8 +260,8 @@ store_on_recorded(void *arg, const PGresult *res, const char *err)
 }
 
 int
-store_record_outcomes(struct pg_conn *pg, const struct outcome *o, size_t n,
-    store_record_cb cb, void *arg)
+store_record_outcomes(struct pg_conn *pg, const struct store_outcome *o,
+    size_t n, store_record_cb cb, void *arg)
 {
 	struct pgarray ids, tokens, statuses, codes, rids, errors, retries,
 	    delays;
@@ -242,7 +283,7 @@ store_record_outcomes(struct pg_conn *pg, const struct outcome *o, size_t n,
 		    (long long)o[i].delay_ms);
 		pgarray_add(&ids, num[0]);
 		pgarray_add(&tokens, o[i].lease_token);
-		pgarray_add(&statuses, outcome_status(o[i].kind));
+		pgarray_add(&statuses, store_status_name(o[i].status));
 		pgarray_add(&codes, o[i].code ? num[1] : NULL);
 		pgarray_add(&rids, o[i].response_id);
 		pgarray_add(&errors, o[i].error);
@@ -273,5 +314,49 @@ store_record_outcomes(struct pg_conn *pg, const struct outcome *o, size_t n,
 	    (int)ARRAY_LEN(all), params, store_on_recorded, c);
 	for (size_t k = 0; k < ARRAY_LEN(all); k++)
 		pgarray_fini(all[k]);
+	return rc;
+}
+
+static void
+store_on_released(void *arg, const PGresult *res, const char *err)
+{
+	struct store_call *c = arg;
+
+	c->cb.count(c->arg, err == NULL ? (size_t)PQntuples(res) : 0, err);
+	free(c);
+}
+
+/* The guard is the outcome write's: a released message is one that nobody
+ * else may have claimed since, and that was never answered. */
+int
+store_release(struct pg_conn *pg, const struct store_lease *l, size_t n,
+    store_count_cb cb, void *arg)
+{
+	struct pgarray ids, tokens;
+	const char *params[2];
+	struct store_call *c = store_call_new(arg);
+	int rc;
+
+	pgarray_init(&ids);
+	pgarray_init(&tokens);
+	for (size_t i = 0; i < n; i++) {
+		char num[24];
+
+		snprintf(num, sizeof(num), "%lld", (long long)l[i].id);
+		pgarray_add(&ids, num);
+		pgarray_add(&tokens, l[i].lease_token);
+	}
+	params[0] = pgarray_text(&ids);
+	params[1] = pgarray_text(&tokens);
+	c->cb.count = cb;
+	rc = store_submit(pg,
+	    "UPDATE messages m SET lease_until = NULL, next_attempt_at = now()"
+	    " FROM unnest($1::bigint[], $2::uuid[]) AS r(id, token)"
+	    " WHERE m.id = r.id AND m.status = 'pending'"
+	    "  AND m.lease_token = r.token AND m.lease_until IS NOT NULL"
+	    " RETURNING m.id",
+	    (int)ARRAY_LEN(params), params, store_on_released, c);
+	pgarray_fini(&ids);
+	pgarray_fini(&tokens);
 	return rc;
 }

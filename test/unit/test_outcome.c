@@ -6,6 +6,7 @@
 #include "harness.h"
 #include "outcome.h"
 #include "pgarray.h"
+#include "store.h"
 #include "timing.h"
 
 static struct webhook_result
@@ -188,6 +189,18 @@ test_pgarray(void)
 	pgarray_fini(&a);
 }
 
+/* store has its own status type; both spell the column's CHECK values. */
+static void
+test_status_names(void)
+{
+	CHECK_STR(store_status_name(STORE_PENDING), "pending");
+	CHECK_STR(store_status_name(STORE_SENT), "sent");
+	CHECK_STR(store_status_name(STORE_FAILED), "failed");
+	CHECK_STR(outcome_status(OUTCOME_RETRY), "pending");
+	CHECK_STR(outcome_status(OUTCOME_SENT), "sent");
+	CHECK_STR(outcome_status(OUTCOME_FAILED), "failed");
+}
+
 int
 main(void)
 {
@@ -200,5 +213,6 @@ main(void)
 	RUN(test_retry_after);
 	RUN(test_schedule);
 	RUN(test_pgarray);
+	RUN(test_status_names);
 	return harness_done();
 }
