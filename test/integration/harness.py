@@ -1006,16 +1006,15 @@ class PgLock:
 
     def release(self) -> None:
         """Commit and end the session (idempotent)."""
-        if self.proc.poll() is not None:
+        if self.proc.returncode is not None:
             return
         try:
             assert self.proc.stdin is not None
             self.proc.stdin.write(b"COMMIT;\n")
-            self.proc.stdin.close()
-            self.proc.wait(10)
-        except (OSError, subprocess.TimeoutExpired):
+            self.proc.communicate(timeout=10)  # closes stdin, reads and closes the pipes
+        except (OSError, ValueError, subprocess.TimeoutExpired):
             self.proc.kill()
-            self.proc.wait()
+            self.proc.communicate()
 
     def __enter__(self) -> "PgLock":
         return self
@@ -1032,3 +1031,29 @@ def waiting_backends(pg: Postgres, dbname: str, application_name: str = "gopulse
         WHERE datname = '{dbname}' AND application_name = '{application_name}'
           AND wait_event_type = 'Lock'""")
     return [r[0] or "" for r in rows]
+
+
+def socket_fds(pid: int) -> int:
+    """How many sockets process pid has open (its /proc/PID/fd links to socket:[...])."""
+    n = 0
+    fd_dir = f"/proc/{pid}/fd"
+    for name in os.listdir(fd_dir):
+        try:
+            if os.readlink(os.path.join(fd_dir, name)).startswith("socket:"):
+                n += 1
+        except OSError:  # closed meanwhile
+            pass
+    return n
+
+
+def tcp_unread(local_port: int, remote_port: int) -> int | None:
+    """Bytes received but not yet read by the process on 127.0.0.1:local_port, on its
+    connection from remote_port (rx_queue of /proc/net/tcp); None when there is none."""
+    want = (f"0100007F:{local_port:04X}", f"0100007F:{remote_port:04X}")
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if (fields[1], fields[2]) == want:
+                return int(fields[4].split(":")[1], 16)
+    return None
