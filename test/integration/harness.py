@@ -930,3 +930,125 @@ class IntegrationTest(unittest.TestCase):
         self.services = []
         if errors:
             raise AssertionError("\n".join(errors))
+
+
+# ---------------------------------------------------------------- waits on events, held locks
+#
+# A test that asserts that something did NOT happen needs a window; these bound it
+# by events of the service's own loop instead of a bare sleep, and make "the database
+# is slow" a state that can be seen (a backend waiting on a lock) instead of a guess.
+
+# Log messages of the loop's periodic work. The scheduler's are debug entries
+# (LOG_LEVEL=debug): "run started" (with its trigger: "tick", "drain on start") and
+# "run finished" once per run; a stopped scheduler logs neither.
+PRODUCED = "Successfully created a new message"
+RUN_STARTED = "run started"
+RUN_FINISHED = "run finished"
+
+
+def wait_more_logs(svc: Service, pred: str | dict | Callable[[dict], Any], n: int = 1,
+                   timeout: float = 10.0) -> dict:
+    """Wait until n more log entries match pred than match now; return the last of them.
+
+    With a periodic entry (a producer insert, a finished scheduler run) this is a window
+    of n periods of the service's own loop: the bound of a negative assertion."""
+    have = len(svc.find_logs(pred))
+    return svc.wait_log(pred, timeout, count=have + n)
+
+
+def log_time(entry: dict) -> float:
+    """The "ts" of a service log entry (RFC 3339 UTC), as Unix seconds."""
+    return _utc_seconds(entry["ts"])
+
+
+def received_time(request: dict) -> float:
+    """The "received_at" of a receiver request (RFC 3339 UTC), as Unix seconds."""
+    return _utc_seconds(request["received_at"])
+
+
+def _utc_seconds(ts: str) -> float:
+    import datetime
+    return datetime.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+class PgLock:
+    """A psql session holding a lock (in an open transaction) until release().
+
+        with PgLock(self.pg, self.db, "LOCK TABLE messages IN ACCESS EXCLUSIVE MODE"):
+            ...  # every query on messages waits meanwhile
+
+    The constructor returns once the lock is held. See Postgres.waiting_backends() to
+    know when a query of the service is stuck behind it.
+    """
+
+    def __init__(self, pg: Postgres, dbname: str, sql: str, timeout: float = 10.0):
+        import select
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["PGCONNECT_TIMEOUT"] = "5"
+        self.proc = subprocess.Popen(
+            ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+             "-p", str(pg.port), "-U", "postgres", "-d", dbname],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"BEGIN;\n{sql};\nSELECT 'locked';\n".encode())
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else b""
+        if line.strip() != b"locked":
+            self.proc.kill()
+            _, err = self.proc.communicate()
+            raise AssertionError(f"could not take the lock ({sql}): {err.decode(errors='replace')}")
+
+    def release(self) -> None:
+        """Commit and end the session (idempotent)."""
+        if self.proc.returncode is not None:
+            return
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(b"COMMIT;\n")
+            self.proc.communicate(timeout=10)  # closes stdin, reads and closes the pipes
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.communicate()
+
+    def __enter__(self) -> "PgLock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def waiting_backends(pg: Postgres, dbname: str, application_name: str = "gopulse-messages"
+                     ) -> list[str]:
+    """The queries of application_name's backends on dbname that wait on a lock."""
+    rows = pg.psql("postgres", f"""
+        SELECT query FROM pg_stat_activity
+        WHERE datname = '{dbname}' AND application_name = '{application_name}'
+          AND wait_event_type = 'Lock'""")
+    return [r[0] or "" for r in rows]
+
+
+def socket_fds(pid: int) -> int:
+    """How many sockets process pid has open (its /proc/PID/fd links to socket:[...])."""
+    n = 0
+    fd_dir = f"/proc/{pid}/fd"
+    for name in os.listdir(fd_dir):
+        try:
+            if os.readlink(os.path.join(fd_dir, name)).startswith("socket:"):
+                n += 1
+        except OSError:  # closed meanwhile
+            pass
+    return n
+
+
+def tcp_unread(local_port: int, remote_port: int) -> int | None:
+    """Bytes received but not yet read by the process on 127.0.0.1:local_port, on its
+    connection from remote_port (rx_queue of /proc/net/tcp); None when there is none."""
+    want = (f"0100007F:{local_port:04X}", f"0100007F:{remote_port:04X}")
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if (fields[1], fields[2]) == want:
+                return int(fields[4].split(":")[1], 16)
+    return None

@@ -6,7 +6,8 @@ import signal
 import threading
 import time
 
-from harness import REPO, IntegrationTest, wait_until
+from harness import (PRODUCED, REPO, RUN_FINISHED, RUN_STARTED, IntegrationTest,
+                     log_time, received_time, wait_more_logs, wait_until)
 
 FAST = {
     "PRODUCER_INTERVAL": "0",
@@ -26,13 +27,17 @@ class DeliveryTest(IntegrationTest):
             self.psql(f.read_text())
 
     def insert(self, n, prefix="msg"):
+        # next_attempt_at is given (the column's default is now()) so that rows of
+        # a test are due even where start_with_clock() made the default 'infinity'.
         self.psql(f"""
-            INSERT INTO messages (recipient, content)
-            SELECT '+1555' || lpad(g::text, 8, '0'), '{prefix} ' || g
+            INSERT INTO messages (recipient, content, next_attempt_at)
+            SELECT '+1555' || lpad(g::text, 8, '0'), '{prefix} ' || g, now()
             FROM generate_series(1, {n}) g""")
 
     def counts(self):
-        rows = self.psql("SELECT status, count(*) FROM messages GROUP BY status")
+        """Messages by status; the clock's rows (never due, see start_with_clock) left out."""
+        rows = self.psql("SELECT status, count(*) FROM messages "
+                         "WHERE next_attempt_at <> 'infinity' GROUP BY status")
         return {status: int(n) for status, n in rows}
 
     def wait_counts(self, want, timeout=20):
@@ -47,6 +52,21 @@ class DeliveryTest(IntegrationTest):
         e.update(env)
         svc = self.start_service(e)
         svc.wait_log("database ready")
+        return svc
+
+    def start_with_clock(self, **env):
+        """start() with the producer as a clock for a stopped scheduler, which logs nothing.
+
+        The producer inserts every 100 ms (the scheduler's interval here) on the same
+        loop, so waiting for n of its inserts is a window of n scheduler intervals in
+        which a stopped scheduler must send nothing. Its rows are never due (the default
+        of next_attempt_at becomes 'infinity'; insert() gives now()), so they are never
+        claimed, never sent and not counted by counts()."""
+        self.psql("ALTER TABLE messages ALTER COLUMN next_attempt_at SET DEFAULT 'infinity'")
+        e = {"PRODUCER_INTERVAL": "100ms", "LOG_LEVEL": "debug"}
+        e.update(env)
+        svc = self.start(**e)
+        svc.wait_log(PRODUCED)
         return svc
 
 
@@ -115,29 +135,36 @@ class EndToEndTest(DeliveryTest):
 
 class ControlTest(DeliveryTest):
     def test_start_and_stop(self):
-        svc = self.start(AUTOSTART="false")
+        svc = self.start_with_clock(AUTOSTART="false")
         self.insert(3)
-        time.sleep(0.5)
+        wait_more_logs(svc, PRODUCED, 6)  # six scheduler intervals
         self.assertEqual(self.receiver.requests(), [])
+        self.assertEqual(svc.find_logs(RUN_STARTED), [])
+        self.assertEqual(self.counts(), {"pending": 3})
         self.assertEqual(svc.json("POST", "/messages/start")[1]["status"], "active")
         self.wait_counts({"sent": 3})
         self.assertEqual(svc.json("POST", "/messages/stop")[1]["status"], "inactive")
+        stopped = svc.wait_log("automatic sending stopped")
         self.insert(2, "later")
-        time.sleep(0.6)  # six ticks
+        wait_more_logs(svc, PRODUCED, 6)  # six scheduler intervals
         self.assertEqual(self.counts(), {"sent": 3, "pending": 2})
+        self.assertEqual(len(self.receiver.requests()), 3)
+        self.assertEqual([e for e in svc.find_logs(RUN_STARTED)
+                          if log_time(e) > log_time(stopped)], [])
         svc.json("POST", "/messages/start")
         self.wait_counts({"sent": 5})
 
     def test_stop_lets_in_flight_finish(self):
         self.receiver.set(mode="slow", delay_ms=800)
         self.insert(4)
-        svc = self.start()
+        svc = self.start_with_clock()
         self.receiver.wait_requests(4)
         svc.json("POST", "/messages/stop")
         self.wait_counts({"sent": 4}, timeout=10)
         self.insert(2, "after stop")
-        time.sleep(0.5)
+        wait_more_logs(svc, PRODUCED, 6)  # six scheduler intervals
         self.assertEqual(len(self.receiver.requests()), 4)
+        self.assertEqual(self.counts(), {"sent": 4, "pending": 2})
 
     def test_default_two_per_tick_after_drain(self):
         # The defaults, with only the interval shortened: drain at start,
@@ -161,10 +188,17 @@ class ControlTest(DeliveryTest):
 
     def test_drain_on_start_off_waits_for_tick(self):
         self.insert(3)
-        self.start(DRAIN_ON_START="false", SCHEDULER_INTERVAL="1s", SCHEDULER_BATCH_SIZE="2")
-        time.sleep(0.5)
-        self.assertEqual(len(self.receiver.requests()), 0)
-        wait_until(lambda: len(self.receiver.requests()) == 2, 5, 0.05, "first tick")
+        svc = self.start(DRAIN_ON_START="false", SCHEDULER_INTERVAL="1s",
+                         SCHEDULER_BATCH_SIZE="2", LOG_LEVEL="debug")
+        started = svc.wait_log("automatic sending started")
+        # The first run is the first tick's, one interval after sending started:
+        # no drain ran, and nothing left before that tick.
+        first_run = svc.wait_log(RUN_STARTED, timeout=5)
+        self.assertEqual(first_run["trigger"], "tick")
+        reqs = wait_until(lambda: (lambda r: r if len(r) == 2 else None)(
+            self.receiver.requests()), 5, 0.05, "first tick")
+        self.assertGreaterEqual(log_time(first_run) - log_time(started), 0.9)
+        self.assertGreaterEqual(min(received_time(r) for r in reqs) - log_time(started), 0.9)
 
 
 class RetryTest(DeliveryTest):
@@ -210,9 +244,10 @@ class RetryTest(DeliveryTest):
     def test_permanent_4xx_fails_at_once(self):
         self.receiver.set(mode="status", status=400)
         self.insert(1)
-        svc = self.start()
+        svc = self.start(LOG_LEVEL="debug")
         self.wait_counts({"failed": 1})
-        time.sleep(0.5)
+        # Five more complete scheduler runs, each finding nothing due: no retry.
+        wait_more_logs(svc, RUN_FINISHED, 5)
         self.assertEqual(len(self.receiver.requests()), 1)
         row = self.psql("SELECT retry_count, response_code, error_message FROM messages")[0]
         self.assertEqual(row[1], "400")
@@ -223,9 +258,10 @@ class RetryTest(DeliveryTest):
     def test_max_attempts_exhausted(self):
         self.receiver.set(mode="status", status=500)
         self.insert(1)
-        self.start(MAX_ATTEMPTS="3")
+        svc = self.start(MAX_ATTEMPTS="3", LOG_LEVEL="debug")
         self.wait_counts({"failed": 1})
-        time.sleep(0.5)
+        # Five more complete scheduler runs, each finding nothing due: no 4th attempt.
+        wait_more_logs(svc, RUN_FINISHED, 5)
         self.assertEqual(len(self.receiver.requests()), 3)
         row = self.psql("SELECT retry_count, error_message FROM messages")[0]
         self.assertEqual(row[0], "3")

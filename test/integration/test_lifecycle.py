@@ -3,9 +3,10 @@
 import json
 import signal
 import subprocess
+import threading
 import time
 
-from harness import SERVICE_BIN, IntegrationTest
+from harness import SERVICE_BIN, IntegrationTest, PgLock, waiting_backends, wait_until
 
 
 def run_bin(env, timeout=10):
@@ -84,47 +85,61 @@ class ShutdownTest(IntegrationTest):
         svc.signal(signal.SIGINT)
         self.assertEqual(svc.wait_exit(10), 0)
 
+    @staticmethod
+    def get_ignoring_exit(svc, path):
+        """GET that the service may leave unanswered by exiting."""
+        try:
+            svc.get(path, timeout=20)
+        except OSError:
+            pass
+
+    def wait_query_stuck(self):
+        """Wait until a query of the service waits on the lock a test holds, then
+        freeze the database: the query is in flight and nothing will answer it."""
+        wait_until(lambda: waiting_backends(self.pg, self.db), 10, 0.05,
+                   "a query of the service waiting on the lock")
+        self.pg.freeze()
+
     def test_sigterm_waits_for_a_slow_query_then_exits(self):
         # A request in flight while the database is frozen: the drain waits,
         # bounded by SHUTDOWN_TIMEOUT, and the exit is still clean.
         svc = self.start_service({"PRODUCER_INTERVAL": "0", "SHUTDOWN_TIMEOUT": "1s",
-                                  "REQUEST_TIMEOUT": "5s"})
+                                  "REQUEST_TIMEOUT": "5s", "AUTOSTART": "false"})
         svc.wait_log("database ready")
-        self.pg.freeze()
-        try:
-            import threading
+        with PgLock(self.pg, self.db, "LOCK TABLE messages IN ACCESS EXCLUSIVE MODE"):
             result = {}
             t = threading.Thread(target=lambda: result.update(r=svc.get("/messages")))
             t.start()
-            time.sleep(0.3)
-            t0 = time.monotonic()
-            svc.signal(signal.SIGTERM)
-            self.assertEqual(svc.wait_exit(10), 0)
-            elapsed = time.monotonic() - t0
-            t.join(5)
-        finally:
-            self.pg.thaw()
+            self.wait_query_stuck()
+            try:
+                t0 = time.monotonic()
+                svc.signal(signal.SIGTERM)
+                self.assertEqual(svc.wait_exit(10), 0)
+                elapsed = time.monotonic() - t0
+                t.join(5)
+            finally:
+                self.pg.thaw()
         self.assertGreaterEqual(elapsed, 0.9)
         self.assertLess(elapsed, 5)
         self.assertEqual(result["r"][0], 503)
         self.assertTrue(svc.find_logs("shutdown deadline passed, abandoning work in flight"))
 
     def test_second_signal_exits_at_once(self):
-        svc = self.start_service({"PRODUCER_INTERVAL": "0", "SHUTDOWN_TIMEOUT": "30s"})
+        svc = self.start_service({"PRODUCER_INTERVAL": "0", "SHUTDOWN_TIMEOUT": "30s",
+                                  "AUTOSTART": "false"})
         svc.wait_log("database ready")
-        self.pg.freeze()
-        try:
-            import threading
-            t = threading.Thread(target=lambda: svc.get("/messages", timeout=20))
+        with PgLock(self.pg, self.db, "LOCK TABLE messages IN ACCESS EXCLUSIVE MODE"):
+            t = threading.Thread(target=self.get_ignoring_exit, args=(svc, "/messages"))
             t.start()
-            time.sleep(0.3)
-            svc.signal(signal.SIGTERM)
-            svc.wait_log("shutting down")
-            t0 = time.monotonic()
-            svc.signal(signal.SIGTERM)
-            rc = svc.wait_exit(10)
-            self.assertLess(time.monotonic() - t0, 3)
-            self.assertEqual(rc, 1)
-            t.join(5)
-        finally:
-            self.pg.thaw()
+            self.wait_query_stuck()
+            try:
+                svc.signal(signal.SIGTERM)
+                svc.wait_log("shutting down")
+                t0 = time.monotonic()
+                svc.signal(signal.SIGTERM)
+                rc = svc.wait_exit(10)
+                self.assertLess(time.monotonic() - t0, 3)
+                self.assertEqual(rc, 1)
+                t.join(5)
+            finally:
+                self.pg.thaw()
