@@ -33,7 +33,8 @@
 #   BENCH_INFLIGHT     in-flight requests (1000)    of the drain and the reference (64)
 #   BENCH_STARTS       start-ups timed (7)      BENCH_SAMPLE_HZ    sampler rate per URL (50)
 #   BENCH_LOG_LEVEL    the service's LOG_LEVEL (info)
-#   BENCH_REF_DIR      where pipeline_ref.c and evhttp_hello.c are (../shared/bench)
+#   BENCH_REF_DIR      where pipeline_ref.c and evhttp_hello.c are (../shared/bench;
+#                      `none`: run without them)
 #   BENCH_RESULTS_DIR  where the result file goes     BENCH_KEEP_TMP=1  keep logs
 set -euo pipefail
 
@@ -71,7 +72,9 @@ DRAIN_TIMEOUT=$((60 + N / 500))
 # The reference programs: ../shared/bench beside the repository, or beside the
 # main checkout when this is a `git worktree`.
 ref_dir=${BENCH_REF_DIR:-}
-if [ -z "$ref_dir" ]; then
+if [ "$ref_dir" = none ]; then
+	ref_dir=""
+elif [ -z "$ref_dir" ]; then
 	main_wt=$(git worktree list --porcelain 2>/dev/null | sed -n '1s/^worktree //p')
 	for d in "$root/../shared/bench" ${main_wt:+"$main_wt/../shared/bench"}; do
 		if [ -f "$d/pipeline_ref.c" ]; then
@@ -592,7 +595,9 @@ curl -fsS -o /dev/null -X POST "http://127.0.0.1:$svc_port/messages/stop" || die
 insert_backlog bench "$N"
 samplers=()
 for s in list:/messages?limit=10 health:/health; do
-	bpy sample "$svc_port" "${s#*:}" "$HZ" "$tmp/sample-${s%%:*}.txt" "$tmp/sample.stop" "$DRAIN_TIMEOUT" &
+	# Not through bpy: a backgrounded function is a subshell, and $! must be python.
+	"$PY" "$tmp/bench.py" sample "$svc_port" "${s#*:}" "$HZ" "$tmp/sample-${s%%:*}.txt" \
+		"$tmp/sample.stop" "$DRAIN_TIMEOUT" &
 	samplers+=($!)
 	pids+=($!)
 done
@@ -706,6 +711,9 @@ report=$tmp/report.md
 	echo "- Start-up: min $start_min, max $start_max ms, \`AUTOSTART=false\`, migrated database."
 	[ -n "$ref_dir" ] || echo "- ../shared/bench is absent: the reference pipeline and evhttp_hello ceilings were skipped."
 	echo "- Whole run: ${t_total} s; load average $load_start at the start, $load_end at the end."
+	if awk -v l="${load_start%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
+		echo "- **The machine was busy** (load average above half its $(nproc) CPUs when the run began): absolute figures are low and the ratios noisy; compare ratios across runs, and rerun on a quiet machine to judge a target."
+	fi
 	echo
 	echo "Machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory, Linux $(uname -r)$(. /etc/os-release 2>/dev/null && echo ", $PRETTY_NAME")."
 	echo
