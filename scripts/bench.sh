@@ -661,7 +661,9 @@ once_ok=no
 [ "$once_ok" = yes ] || once_ok="**no**"
 commit=$(git rev-parse --short HEAD)
 dirty=""
-git diff --quiet HEAD -- 2>/dev/null || dirty=" (with uncommitted changes)"
+# Documentation and earlier results do not change what is measured.
+git diff --quiet HEAD -- . ':(exclude)*.md' ':(exclude)bench/results' 2>/dev/null ||
+	dirty=" (with uncommitted changes to the code)"
 date_s=$(date -u +%Y-%m-%d)
 na="— (no ../shared/bench)"
 
