@@ -92,7 +92,8 @@ SWAGGER_ASSETS := swagger-ui.css swagger-ui-bundle.js \
 swagger-ui: $(NODE_STAMP)
 	cd node_modules/swagger-ui-dist && cp $(SWAGGER_ASSETS) ../../web/swagger/
 
-bench: all
+# Installs the bench role's packages and builds first (see scripts/bench.sh).
+bench:
 	./scripts/bench.sh
 
 format:
