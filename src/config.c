@@ -1,4 +1,9 @@
-/* config.c - every setting, read from the environment and validated once. */
+/* config.c - every setting, read from the environment and validated once.
+ *
+ * config_vars is the one list of settings: parsing, defaults, validation,
+ * the "effective configuration" log line, `make docs` (the README's table)
+ * and the tests all walk it. Adding a setting is one row here, plus its
+ * field in struct config and its use. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -9,30 +14,98 @@
 #include <string.h>
 #include <strings.h>
 
-#include <libpq-fe.h>
-
 #include "config.h"
+#include "dsn.h"
 #include "util.h"
 
 #define DAY_MS (24LL * 3600 * 1000)
 
-/* An unset or empty variable takes its default: compose files commonly
- * pass VAR= for "not set". */
-static const char *
-config_env(const char *name, const char *dflt)
-{
-	const char *v = getenv(name);
+/* offsetof, and a compile-time check that the field has the kind's C type:
+ * comparing distinct pointer types is a diagnostic, an error with -Werror. */
+#define CONFIG_FIELD(f, type) (offsetof(struct config, f) + \
+	0 * sizeof((type *)0 == &((struct config *)0)->f))
+#define CONFIG_AT(cfg, var, type) \
+	((type *)(void *)((char *)(cfg) + (var)->field))
 
-	return v != NULL && *v != '\0' ? v : dflt;
-}
+#define ROW(name, kind, dflt, lo, hi, flags, f, type, parse, doc) \
+	{ name, kind, dflt, lo, hi, flags, CONFIG_FIELD(f, type), parse, doc }
+#define ROW_DURATION(name, dflt, lo, hi, flags, f, doc) \
+	ROW(name, CONFIG_DURATION, dflt, lo, hi, flags, f, int64_t, NULL, doc)
+#define ROW_INT(name, dflt, lo, hi, f, doc) \
+	ROW(name, CONFIG_INT, dflt, lo, hi, 0, f, int, NULL, doc)
+#define ROW_BOOL(name, dflt, f, doc) \
+	ROW(name, CONFIG_BOOL, dflt, 0, 0, 0, f, bool, NULL, doc)
+#define ROW_STRING(name, dflt, flags, f, parse, doc) \
+	ROW(name, CONFIG_STRING, dflt, 0, 0, flags, f, char *, parse, doc)
 
-static int
-config_bad(char *err, size_t errlen, const char *name, const char *value,
-    const char *why)
-{
-	snprintf(err, errlen, "invalid %s=\"%s\": %s", name, value, why);
-	return -1;
-}
+static config_parse_fn config_parse_redis_addr, config_parse_webhook_host,
+    config_parse_webhook_path, config_parse_bind_addr;
+
+/* The README's order; docker-compose.yml passes them in the same order. */
+const struct config_var config_vars[] = {
+	ROW("DATABASE_DSN", CONFIG_DSN,
+	    "postgres://postgres:postgres@localhost:5432/gopulse_messages"
+	    "?sslmode=disable", 0, 0, 0, database_dsn, char *, NULL,
+	    "libpq connection string or URI; its options are checked at start "
+	    "as libpq checks them when connecting"),
+	ROW_STRING("REDIS_ADDR", "localhost:6379", 0, redis_addr,
+	    config_parse_redis_addr, "host:port"),
+	ROW_STRING("REDIS_PASSWORD", "", CONFIG_SECRET, redis_password, NULL,
+	    "AUTH on connect when set"),
+	ROW_INT("REDIS_DB", "0", 0, 1023, redis_db, "SELECT on connect"),
+	ROW_STRING("WEBHOOK_HOST", "http://localhost:9090", 0, webhook_host,
+	    config_parse_webhook_host, "`http://` or `https://` host[:port]"),
+	ROW_STRING("WEBHOOK_PATH", "/webhook", 0, webhook_path,
+	    config_parse_webhook_path,
+	    "joined to the host with exactly one `/`"),
+	ROW_INT("PORT", "8080", 1, 65535, port, "HTTP listen port"),
+	ROW_STRING("BIND_ADDR", "0.0.0.0", 0, bind_addr,
+	    config_parse_bind_addr,
+	    "HTTP listen address (numeric IPv4 or IPv6); `gopulse-messages "
+	    "healthcheck` dials it (`127.0.0.1` for `0.0.0.0`, `::1` for "
+	    "`::`)"),
+	ROW_DURATION("PRODUCER_INTERVAL", "30s", 10, DAY_MS, CONFIG_ZERO_OFF,
+	    producer_interval_ms,
+	    "a fake message every interval; `0` turns the producer off"),
+	ROW_DURATION("SCHEDULER_INTERVAL", "2m", 10, DAY_MS, 0,
+	    scheduler_interval_ms, "how often due messages are sent"),
+	ROW_INT("SCHEDULER_BATCH_SIZE", "2", 0, 1000000, scheduler_batch_size,
+	    "most messages sent per tick; `0` = every due message"),
+	ROW_BOOL("DRAIN_ON_START", "true", drain_on_start,
+	    "when sending becomes active, first send every due message"),
+	ROW_BOOL("AUTOSTART", "true", autostart,
+	    "start automatic sending at boot"),
+	ROW_STRING("WEBHOOK_AUTH_KEY", "", CONFIG_SECRET, webhook_auth_key,
+	    NULL, "sent as header `x-ins-auth-key` when set"),
+	ROW_DURATION("WEBHOOK_TIMEOUT", "10s", 10, 600000, 0,
+	    webhook_timeout_ms, "whole-request timeout per attempt"),
+	ROW_INT("WEBHOOK_CONCURRENCY", "64", 1, 4096, webhook_concurrency,
+	    "most webhook requests in flight"),
+	ROW_INT("MAX_ATTEMPTS", "5", 1, 1000, max_attempts,
+	    "attempts before a message is `failed`"),
+	ROW_DURATION("RETRY_BASE_DELAY", "5s", 10, 3600000, 0,
+	    retry_base_delay_ms,
+	    "first retry delay; doubles each attempt, with jitter, capped at "
+	    "1 h"),
+	ROW_DURATION("CACHE_TTL", "24h", 1000, 365 * DAY_MS, 0, cache_ttl_ms,
+	    "TTL of the Redis entry of a sent message"),
+	ROW("LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0, 0, log_level,
+	    enum log_level, NULL, "`debug`, `info`, `warn`, `error`"),
+	ROW_DURATION("REQUEST_TIMEOUT", "5s", 10, 600000, 0,
+	    request_timeout_ms,
+	    "an API request waiting on the database answers 503 after this"),
+	ROW_DURATION("DB_QUERY_TIMEOUT", "15s", 100, 3600000, 0,
+	    db_query_timeout_ms,
+	    "server-side `statement_timeout`; a server silent for this + 2 s "
+	    "is treated as gone and the connection is remade"),
+	ROW_DURATION("SHUTDOWN_TIMEOUT", "10s", 0, 600000, CONFIG_ZERO_OFF,
+	    shutdown_timeout_ms, "how long SIGTERM waits for work in flight"),
+	ROW_STRING("SWAGGER_DIR", "web/swagger", CONFIG_IMAGE, swagger_dir,
+	    NULL, "where the Swagger UI files are, read once at start"),
+};
+const size_t config_nvars = ARRAY_LEN(config_vars);
+
+/* ---------------------------------------------------------------- values */
 
 int
 config_parse_duration(const char *s, int64_t *ms, const char **why)
@@ -88,33 +161,39 @@ config_parse_duration(const char *s, int64_t *ms, const char **why)
 		*why = "out of range (at most 8760h)";
 		return -1;
 	}
+	/* Only a written zero may mean "off": 0.4ms must not round to it. */
+	if (total > 0 && llround(total) == 0) {
+		*why = "less than 1ms (only 0 itself may be below 1ms)";
+		return -1;
+	}
 	*ms = (int64_t)llround(total);
 	return 0;
 }
 
-static int
-config_duration(const char *name, const char *dflt, int64_t min_ms,
-    int64_t max_ms, bool zero_ok, int64_t *out, char *err, size_t errlen)
+void
+config_format_duration(int64_t ms, char *buf, size_t len)
 {
-	const char *v = config_env(name, dflt);
-	const char *why;
-	char range[96];
+	static const struct { const char *unit; int64_t ms; } units[] = {
+		{ "h", 3600000 }, { "m", 60000 }, { "s", 1000 }, { "ms", 1 },
+	};
+	size_t used = 0;
 
-	if (config_parse_duration(v, out, &why) != 0)
-		return config_bad(err, errlen, name, v, why);
-	if (*out == 0 && zero_ok)
-		return 0;
-	if (*out < min_ms || *out > max_ms) {
-		snprintf(range, sizeof(range), "out of range (%s%lldms to %lldms)",
-		    zero_ok ? "0 or " : "", (long long)min_ms,
-		    (long long)max_ms);
-		return config_bad(err, errlen, name, v, range);
+	if (ms <= 0) {
+		snprintf(buf, len, "0");
+		return;
 	}
-	return 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < ARRAY_LEN(units) && used < len; i++) {
+		if (ms < units[i].ms)
+			continue;
+		used += (size_t)snprintf(buf + used, len - used, "%lld%s",
+		    (long long)(ms / units[i].ms), units[i].unit);
+		ms %= units[i].ms;
+	}
 }
 
 static int
-config_parse_int(const char *s, long min, long max, long *out)
+config_parse_long(const char *s, long min, long max, long *out)
 {
 	char *end;
 	long v;
@@ -129,277 +208,396 @@ config_parse_int(const char *s, long min, long max, long *out)
 	return 0;
 }
 
-static int
-config_int(const char *name, const char *dflt, long min, long max, int *out,
-    char *err, size_t errlen)
+/* "(0 or 10ms to 24h)", "(1 to 65535)": a row's range, for errors. */
+static void
+config_range_text(const struct config_var *var, const char *to, char *buf,
+    size_t len)
 {
-	const char *v = config_env(name, dflt);
-	char why[80];
-	long n;
+	char lo[24], hi[24];
 
-	if (config_parse_int(v, min, max, &n) != 0) {
-		snprintf(why, sizeof(why), "not a whole number from %ld to %ld",
-		    min, max);
-		return config_bad(err, errlen, name, v, why);
+	if (var->kind == CONFIG_DURATION) {
+		config_format_duration(var->min, lo, sizeof(lo));
+		config_format_duration(var->max, hi, sizeof(hi));
+	} else {
+		snprintf(lo, sizeof(lo), "%lld", (long long)var->min);
+		snprintf(hi, sizeof(hi), "%lld", (long long)var->max);
 	}
-	*out = (int)n;
+	snprintf(buf, len, "%s%s%s%s",
+	    (var->flags & CONFIG_ZERO_OFF) && var->min > 0 ? "0 or " : "",
+	    lo, to, hi);
+}
+
+static int
+config_parse_duration_var(struct config *cfg, const struct config_var *var,
+    const char *value, char *why, size_t whylen)
+{
+	int64_t *out = CONFIG_AT(cfg, var, int64_t);
+	const char *reason;
+	char range[96];
+
+	if (config_parse_duration(value, out, &reason) != 0) {
+		snprintf(why, whylen, "%s", reason);
+		return -1;
+	}
+	if (*out == 0 && (var->flags & CONFIG_ZERO_OFF))
+		return 0;
+	if (*out < var->min || *out > var->max) {
+		config_range_text(var, " to ", range, sizeof(range));
+		snprintf(why, whylen, "out of range (%s)", range);
+		return -1;
+	}
 	return 0;
 }
 
 static int
-config_bool(const char *name, const char *dflt, bool *out, char *err,
-    size_t errlen)
+config_parse_int_var(struct config *cfg, const struct config_var *var,
+    const char *value, char *why, size_t whylen)
+{
+	long n;
+
+	if (config_parse_long(value, (long)var->min, (long)var->max, &n) != 0) {
+		snprintf(why, whylen, "not a whole number from %lld to %lld",
+		    (long long)var->min, (long long)var->max);
+		return -1;
+	}
+	*CONFIG_AT(cfg, var, int) = (int)n;
+	return 0;
+}
+
+static int
+config_parse_bool_var(struct config *cfg, const struct config_var *var,
+    const char *value, char *why, size_t whylen)
 {
 	static const char *const yes[] = { "true", "1", "yes", "on" };
 	static const char *const no[] = { "false", "0", "no", "off" };
-	const char *v = config_env(name, dflt);
 
 	for (size_t i = 0; i < ARRAY_LEN(yes); i++) {
-		if (strcasecmp(v, yes[i]) == 0) {
-			*out = true;
-			return 0;
-		}
-		if (strcasecmp(v, no[i]) == 0) {
-			*out = false;
+		if (strcasecmp(value, yes[i]) == 0 ||
+		    strcasecmp(value, no[i]) == 0) {
+			*CONFIG_AT(cfg, var, bool) =
+			    strcasecmp(value, yes[i]) == 0;
 			return 0;
 		}
 	}
-	return config_bad(err, errlen, name, v, "not a boolean (true or false)");
+	snprintf(why, whylen, "not a boolean (true or false)");
+	return -1;
 }
 
 static int
-config_dsn(struct config *cfg, char *err, size_t errlen)
+config_parse_string_var(struct config *cfg, const struct config_var *var,
+    const char *value, char *why, size_t whylen)
 {
-	const char *v = config_env("DATABASE_DSN",
-	    "postgres://postgres:postgres@localhost:5432/gopulse_messages"
-	    "?sslmode=disable");
-	char *perr = NULL;
-	PQconninfoOption *opts = PQconninfoParse(v, &perr);
-
-	if (opts == NULL) {
-		char *masked = config_mask_dsn(v);
-		char why[256];
-
-		/* libpq's reason never contains the password itself. */
-		snprintf(why, sizeof(why), "%s", perr ? perr : "out of memory");
-		why[strcspn(why, "\n")] = '\0';
-		PQfreemem(perr);
-		config_bad(err, errlen, "DATABASE_DSN", masked, why);
-		free(masked);
-		return -1;
-	}
-	/* libpq parses ports only when connecting: check them now, so a
-	 * typo stops start-up instead of looping on reconnects. */
-	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-		char *ports, *tok, *save = NULL;
-		bool bad = false;
-
-		if (strcmp(o->keyword, "port") != 0 || o->val == NULL)
-			continue;
-		ports = xstrdup(o->val);
-		for (tok = strtok_r(ports, ",", &save); tok != NULL;
-		    tok = strtok_r(NULL, ",", &save)) {
-			long port;
-
-			if (config_parse_int(tok, 1, 65535, &port) != 0)
-				bad = true;
-		}
-		free(ports);
-		if (bad) {
-			char *masked = config_mask_dsn(v);
-
-			config_bad(err, errlen, "DATABASE_DSN", masked,
-			    "port must be a number from 1 to 65535");
-			free(masked);
-			PQconninfoFree(opts);
-			return -1;
-		}
-	}
-	PQconninfoFree(opts);
-	cfg->database_dsn = xstrdup(v);
+	UNUSED(why);
+	UNUSED(whylen);
+	*CONFIG_AT(cfg, var, char *) = xstrdup(value);
 	return 0;
 }
 
 static int
-config_redis_addr(struct config *cfg, char *err, size_t errlen)
+config_parse_dsn_var(struct config *cfg, const struct config_var *var,
+    const char *value, char *why, size_t whylen)
 {
-	const char *v = config_env("REDIS_ADDR", "localhost:6379");
-	const char *colon = strrchr(v, ':');
+	if (dsn_check(value, why, whylen) != 0)
+		return -1;
+	*CONFIG_AT(cfg, var, char *) = xstrdup(value);
+	return 0;
+}
+
+static int
+config_parse_log_level_var(struct config *cfg, const struct config_var *var,
+    const char *value, char *why, size_t whylen)
+{
+	if (log_level_parse(value, CONFIG_AT(cfg, var, enum log_level)) != 0) {
+		snprintf(why, whylen, "expected debug, info, warn or error");
+		return -1;
+	}
+	return 0;
+}
+
+static config_parse_fn *const config_kind_parse[] = {
+	[CONFIG_DURATION] = config_parse_duration_var,
+	[CONFIG_INT] = config_parse_int_var,
+	[CONFIG_BOOL] = config_parse_bool_var,
+	[CONFIG_STRING] = config_parse_string_var,
+	[CONFIG_DSN] = config_parse_dsn_var,
+	[CONFIG_LOG_LEVEL] = config_parse_log_level_var,
+};
+
+/* ---------------------------------------------------------------- rows */
+
+static int
+config_parse_redis_addr(struct config *cfg, const struct config_var *var,
+    const char *value, char *why, size_t whylen)
+{
+	const char *colon = strrchr(value, ':');
 	long port;
 
-	if (colon == NULL || colon == v ||
-	    config_parse_int(colon + 1, 1, 65535, &port) != 0)
-		return config_bad(err, errlen, "REDIS_ADDR", v,
+	if (colon == NULL || colon == value ||
+	    config_parse_long(colon + 1, 1, 65535, &port) != 0) {
+		snprintf(why, whylen,
 		    "expected host:port with a port from 1 to 65535");
-	cfg->redis_host = xstrndup(v, (size_t)(colon - v));
+		return -1;
+	}
+	*CONFIG_AT(cfg, var, char *) = xstrdup(value);
+	cfg->redis_host = xstrndup(value, (size_t)(colon - value));
 	cfg->redis_port = (int)port;
 	return 0;
 }
 
 static int
-config_webhook(struct config *cfg, char *err, size_t errlen)
+config_parse_webhook_host(struct config *cfg, const struct config_var *var,
+    const char *value, char *why, size_t whylen)
 {
-	const char *host = config_env("WEBHOOK_HOST", "http://localhost:9090");
-	const char *path = config_env("WEBHOOK_PATH", "/webhook");
-	const char *rest;
-	size_t hlen = strlen(host);
+	const char *rest = NULL;
+	size_t len = strlen(value);
 
-	if (strncasecmp(host, "http://", 7) == 0)
-		rest = host + 7;
-	else if (strncasecmp(host, "https://", 8) == 0)
-		rest = host + 8;
-	else
-		return config_bad(err, errlen, "WEBHOOK_HOST", host,
+	if (strncasecmp(value, "http://", 7) == 0)
+		rest = value + 7;
+	else if (strncasecmp(value, "https://", 8) == 0)
+		rest = value + 8;
+	if (rest == NULL || *rest == '\0' || *rest == '/' ||
+	    strpbrk(value, " \t\r\n?#") != NULL) {
+		snprintf(why, whylen,
 		    "expected http://host[:port] or https://host[:port]");
-	if (*rest == '\0' || *rest == '/' || strpbrk(host, " \t\r\n?#") != NULL)
-		return config_bad(err, errlen, "WEBHOOK_HOST", host,
-		    "expected http://host[:port] or https://host[:port]");
-	if (strpbrk(path, " \t\r\n#") != NULL)
-		return config_bad(err, errlen, "WEBHOOK_PATH", path,
-		    "must not contain spaces or '#'");
-	while (hlen > 0 && host[hlen - 1] == '/')
-		hlen--;
-	while (*path == '/')
-		path++;
-	cfg->webhook_host = xstrndup(host, hlen);
-	cfg->webhook_path = xasprintf("/%s", path);
-	cfg->webhook_url = xasprintf("%s/%s", cfg->webhook_host, path);
+		return -1;
+	}
+	while (len > 0 && value[len - 1] == '/')
+		len--;
+	*CONFIG_AT(cfg, var, char *) = xstrndup(value, len);
 	return 0;
 }
 
 static int
-config_bind(struct config *cfg, char *err, size_t errlen)
+config_parse_webhook_path(struct config *cfg, const struct config_var *var,
+    const char *value, char *why, size_t whylen)
 {
-	const char *v = config_env("BIND_ADDR", "0.0.0.0");
+	if (strpbrk(value, " \t\r\n#") != NULL) {
+		snprintf(why, whylen, "must not contain spaces or '#'");
+		return -1;
+	}
+	while (*value == '/')
+		value++;
+	*CONFIG_AT(cfg, var, char *) = xasprintf("/%s", value);
+	return 0;
+}
+
+static int
+config_parse_bind_addr(struct config *cfg, const struct config_var *var,
+    const char *value, char *why, size_t whylen)
+{
 	unsigned char buf[sizeof(struct in6_addr)];
 
-	if (inet_pton(AF_INET, v, buf) != 1 && inet_pton(AF_INET6, v, buf) != 1)
-		return config_bad(err, errlen, "BIND_ADDR", v,
-		    "not a numeric IPv4 or IPv6 address");
-	cfg->bind_addr = xstrdup(v);
+	if (inet_pton(AF_INET, value, buf) != 1 &&
+	    inet_pton(AF_INET6, value, buf) != 1) {
+		snprintf(why, whylen, "not a numeric IPv4 or IPv6 address");
+		return -1;
+	}
+	*CONFIG_AT(cfg, var, char *) = xstrdup(value);
 	return 0;
+}
+
+/* ---------------------------------------------------------------- loading */
+
+/* The value as an error may show it: secrets never, a DSN masked. */
+static char *
+config_shown_value(const struct config_var *var, const char *value)
+{
+	if (var->flags & CONFIG_SECRET)
+		return xstrdup("*****");
+	if (var->kind == CONFIG_DSN)
+		return dsn_mask(value);
+	return xstrdup(value);
+}
+
+static int
+config_load_one(struct config *cfg, const struct config_var *var, char *err,
+    size_t errlen)
+{
+	config_parse_fn *parse = var->parse ? var->parse :
+	    config_kind_parse[var->kind];
+	const char *value = getenv(var->name);
+	char why[320] = "";
+	char *shown;
+
+	/* An empty variable is unset: compose files pass VAR= for that. */
+	if (value == NULL || *value == '\0')
+		value = var->dflt;
+	if (parse(cfg, var, value, why, sizeof(why)) == 0)
+		return 0;
+	shown = config_shown_value(var, value);
+	snprintf(err, errlen, "invalid %s=\"%s\": %s", var->name, shown, why);
+	free(shown);
+	/* One line, whatever a reason from a library held. */
+	err[strcspn(err, "\r\n")] = '\0';
+	return -1;
 }
 
 int
 config_load(struct config *cfg, char *err, size_t errlen)
 {
-	const char *lvl;
-
 	memset(cfg, 0, sizeof(*cfg));
-	lvl = config_env("LOG_LEVEL", "info");
-	if (log_level_parse(lvl, &cfg->log_level) != 0)
-		return config_bad(err, errlen, "LOG_LEVEL", lvl,
-		    "expected debug, info, warn or error");
-	cfg->redis_password = xstrdup(config_env("REDIS_PASSWORD", ""));
-	cfg->webhook_auth_key = xstrdup(config_env("WEBHOOK_AUTH_KEY", ""));
-	cfg->swagger_dir = xstrdup(config_env("SWAGGER_DIR", "web/swagger"));
-	if (config_dsn(cfg, err, errlen) != 0 ||
-	    config_redis_addr(cfg, err, errlen) != 0 ||
-	    config_int("REDIS_DB", "0", 0, 1023, &cfg->redis_db, err, errlen) ||
-	    config_webhook(cfg, err, errlen) != 0 ||
-	    config_int("PORT", "8080", 1, 65535, &cfg->port, err, errlen) ||
-	    config_bind(cfg, err, errlen) != 0 ||
-	    config_duration("PRODUCER_INTERVAL", "30s", 10, DAY_MS, true,
-		&cfg->producer_interval_ms, err, errlen) ||
-	    config_duration("SCHEDULER_INTERVAL", "2m", 10, DAY_MS, false,
-		&cfg->scheduler_interval_ms, err, errlen) ||
-	    config_int("SCHEDULER_BATCH_SIZE", "2", 0, 1000000,
-		&cfg->scheduler_batch_size, err, errlen) ||
-	    config_bool("DRAIN_ON_START", "true", &cfg->drain_on_start, err,
-		errlen) ||
-	    config_bool("AUTOSTART", "true", &cfg->autostart, err, errlen) ||
-	    config_duration("WEBHOOK_TIMEOUT", "10s", 10, 600000, false,
-		&cfg->webhook_timeout_ms, err, errlen) ||
-	    config_int("WEBHOOK_CONCURRENCY", "64", 1, 4096,
-		&cfg->webhook_concurrency, err, errlen) ||
-	    config_int("MAX_ATTEMPTS", "5", 1, 1000, &cfg->max_attempts, err,
-		errlen) ||
-	    config_duration("RETRY_BASE_DELAY", "5s", 10, 3600000, false,
-		&cfg->retry_base_delay_ms, err, errlen) ||
-	    config_duration("CACHE_TTL", "24h", 1000, 365 * DAY_MS, false,
-		&cfg->cache_ttl_ms, err, errlen) ||
-	    config_duration("REQUEST_TIMEOUT", "5s", 10, 600000, false,
-		&cfg->request_timeout_ms, err, errlen) ||
-	    config_duration("DB_QUERY_TIMEOUT", "15s", 100, 3600000, false,
-		&cfg->db_query_timeout_ms, err, errlen) ||
-	    config_duration("SHUTDOWN_TIMEOUT", "10s", 0, 600000, true,
-		&cfg->shutdown_timeout_ms, err, errlen)) {
-		config_fini(cfg);
-		return -1;
+	for (size_t i = 0; i < config_nvars; i++) {
+		if (config_load_one(cfg, &config_vars[i], err, errlen) != 0) {
+			config_fini(cfg);
+			return -1;
+		}
 	}
+	cfg->webhook_url = xasprintf("%s%s", cfg->webhook_host,
+	    cfg->webhook_path);
 	return 0;
+}
+
+int
+config_load_var(struct config *cfg, const char *name, char *err,
+    size_t errlen)
+{
+	for (size_t i = 0; i < config_nvars; i++)
+		if (strcmp(config_vars[i].name, name) == 0)
+			return config_load_one(cfg, &config_vars[i], err,
+			    errlen);
+	snprintf(err, errlen, "no setting called %s", name);
+	return -1;
 }
 
 void
 config_fini(struct config *cfg)
 {
-	free(cfg->database_dsn);
+	for (size_t i = 0; i < config_nvars; i++) {
+		const struct config_var *var = &config_vars[i];
+
+		if (var->kind == CONFIG_STRING || var->kind == CONFIG_DSN)
+			free(*CONFIG_AT(cfg, var, char *));
+	}
+	/* Derived from a row, not rows themselves. */
 	free(cfg->redis_host);
-	free(cfg->redis_password);
-	free(cfg->webhook_host);
-	free(cfg->webhook_path);
 	free(cfg->webhook_url);
-	free(cfg->webhook_auth_key);
-	free(cfg->bind_addr);
-	free(cfg->swagger_dir);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
-char *
-config_mask_dsn(const char *dsn)
+/* ---------------------------------------------------------------- output */
+
+/* Environment strings need not be UTF-8, which JSON strings must be. */
+static json_t *
+config_json_string(const char *s)
 {
-	PQconninfoOption *opts = PQconninfoParse(dsn, NULL);
-	char *out = xstrdup("");
+	json_t *j = json_string(s);
 
-	if (opts == NULL) {
-		/* Unparseable: show only what cannot be a secret. */
-		free(out);
-		return xstrdup("(unparseable, not shown)");
-	}
-	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-		char *next;
+	return j != NULL ? j : json_string("(not UTF-8, not shown)");
+}
 
-		if (o->val == NULL || *o->val == '\0')
-			continue;
-		next = xasprintf("%s%s%s=%s", out, *out ? " " : "", o->keyword,
-		    strcmp(o->keyword, "password") == 0 ? "*****" : o->val);
-		free(out);
-		out = next;
+static json_t *
+config_value_json(const struct config *cfg, const struct config_var *var)
+{
+	char buf[64], *masked;
+	const char *s;
+	json_t *j;
+
+	switch (var->kind) {
+	case CONFIG_DURATION:
+		config_format_duration(*CONFIG_AT(cfg, var, int64_t), buf,
+		    sizeof(buf));
+		return json_string(buf);
+	case CONFIG_INT:
+		return json_integer(*CONFIG_AT(cfg, var, int));
+	case CONFIG_BOOL:
+		return json_boolean(*CONFIG_AT(cfg, var, bool));
+	case CONFIG_LOG_LEVEL:
+		return json_string(log_level_name(
+		    *CONFIG_AT(cfg, var, enum log_level)));
+	case CONFIG_DSN:
+		masked = dsn_mask(*CONFIG_AT(cfg, var, char *));
+		j = config_json_string(masked);
+		free(masked);
+		return j;
+	case CONFIG_STRING:
+		break;
 	}
-	PQconninfoFree(opts);
-	return out;
+	s = *CONFIG_AT(cfg, var, char *);
+	if (var->flags & CONFIG_SECRET)
+		return json_string(*s != '\0' ? "*****" : "");
+	return config_json_string(s);
+}
+
+json_t *
+config_json(const struct config *cfg)
+{
+	json_t *obj = json_object();
+
+	for (size_t i = 0; i < config_nvars; i++)
+		json_object_set_new(obj, config_vars[i].name,
+		    config_value_json(cfg, &config_vars[i]));
+	json_object_set_new(obj, "version", json_string(GOPULSE_VERSION));
+	return obj;
 }
 
 void
 config_log(const struct config *cfg)
 {
-	char *dsn = config_mask_dsn(cfg->database_dsn);
+	log_info("config", "effective configuration", "o", config_json(cfg));
+}
 
-	log_info("config", "effective configuration",
-	    "{s:s, s:s, s:i, s:s, s:i, s:s, s:s, s:s, s:i, s:s, s:I, s:I, s:i,"
-	    " s:b, s:b, s:I, s:i, s:i, s:I, s:I, s:s, s:I, s:I, s:I, s:s}",
-	    "DATABASE_DSN", dsn,
-	    "REDIS_HOST", cfg->redis_host, "REDIS_PORT", cfg->redis_port,
-	    "REDIS_PASSWORD", *cfg->redis_password ? "*****" : "",
-	    "REDIS_DB", cfg->redis_db,
-	    "WEBHOOK_URL", cfg->webhook_url,
-	    "WEBHOOK_AUTH_KEY", *cfg->webhook_auth_key ? "*****" : "",
-	    "BIND_ADDR", cfg->bind_addr, "PORT", cfg->port,
-	    "LOG_LEVEL", log_level_name(cfg->log_level),
-	    "PRODUCER_INTERVAL_MS", (json_int_t)cfg->producer_interval_ms,
-	    "SCHEDULER_INTERVAL_MS", (json_int_t)cfg->scheduler_interval_ms,
-	    "SCHEDULER_BATCH_SIZE", cfg->scheduler_batch_size,
-	    "DRAIN_ON_START", cfg->drain_on_start,
-	    "AUTOSTART", cfg->autostart,
-	    "WEBHOOK_TIMEOUT_MS", (json_int_t)cfg->webhook_timeout_ms,
-	    "WEBHOOK_CONCURRENCY", cfg->webhook_concurrency,
-	    "MAX_ATTEMPTS", cfg->max_attempts,
-	    "RETRY_BASE_DELAY_MS", (json_int_t)cfg->retry_base_delay_ms,
-	    "CACHE_TTL_MS", (json_int_t)cfg->cache_ttl_ms,
-	    "version", GOPULSE_VERSION,
-	    "REQUEST_TIMEOUT_MS", (json_int_t)cfg->request_timeout_ms,
-	    "DB_QUERY_TIMEOUT_MS", (json_int_t)cfg->db_query_timeout_ms,
-	    "SHUTDOWN_TIMEOUT_MS", (json_int_t)cfg->shutdown_timeout_ms,
-	    "SWAGGER_DIR", cfg->swagger_dir);
-	free(dsn);
+/* " (0–1023)", " (0 or 10ms–24h; secret)": what the README adds to a
+ * row's doc, so that ranges and flags cannot drift from the table. */
+static void
+config_doc_notes(const struct config_var *var, char *buf, size_t len)
+{
+	char range[96];
+	const char *notes[3];
+	size_t n = 0;
+
+	if (var->kind == CONFIG_INT || var->kind == CONFIG_DURATION) {
+		config_range_text(var, "–", range, sizeof(range));
+		notes[n++] = range;
+	}
+	if (var->flags & CONFIG_SECRET)
+		notes[n++] = "secret";
+	if (var->flags & CONFIG_IMAGE)
+		notes[n++] = "the image sets its own";
+	buf[0] = '\0';
+	for (size_t i = 0; i < n; i++)
+		snprintf(buf + strlen(buf), len - strlen(buf), "%s%s%s",
+		    i == 0 ? " (" : "; ", notes[i], i + 1 == n ? ")" : "");
+}
+
+void
+config_doc_markdown(FILE *out)
+{
+	fputs("| variable | default | meaning |\n|---|---|---|\n", out);
+	for (size_t i = 0; i < config_nvars; i++) {
+		const struct config_var *var = &config_vars[i];
+		char notes[128];
+
+		config_doc_notes(var, notes, sizeof(notes));
+		fprintf(out, "| `%s` | %s%s%s | %s%s |\n", var->name,
+		    *var->dflt ? "`" : "", *var->dflt ? var->dflt : "empty",
+		    *var->dflt ? "`" : "", var->doc, notes);
+	}
+}
+
+void
+config_doc_json(FILE *out)
+{
+	static const char *const kinds[] = {
+		[CONFIG_DURATION] = "duration", [CONFIG_INT] = "int",
+		[CONFIG_BOOL] = "bool", [CONFIG_STRING] = "string",
+		[CONFIG_DSN] = "dsn", [CONFIG_LOG_LEVEL] = "log_level",
+	};
+	json_t *rows = json_array();
+
+	for (size_t i = 0; i < config_nvars; i++) {
+		const struct config_var *var = &config_vars[i];
+
+		json_array_append_new(rows, json_pack(
+		    "{s:s, s:s, s:s, s:I, s:I, s:b, s:b, s:b, s:s}",
+		    "name", var->name, "kind", kinds[var->kind],
+		    "default", var->dflt, "min", (json_int_t)var->min,
+		    "max", (json_int_t)var->max,
+		    "secret", (var->flags & CONFIG_SECRET) != 0,
+		    "zero_off", (var->flags & CONFIG_ZERO_OFF) != 0,
+		    "image", (var->flags & CONFIG_IMAGE) != 0,
+		    "doc", var->doc));
+	}
+	json_dumpf(rows, out, JSON_INDENT(1));
+	fputc('\n', out);
+	json_decref(rows);
 }

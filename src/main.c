@@ -39,6 +39,16 @@ main(int argc, char **argv)
 	if (argc > 1) {
 		if (strcmp(argv[1], "healthcheck") == 0)
 			return healthcheck_run();
+		/* For `make docs` and the tests that hold the README and
+		 * docker-compose.yml to the configuration table. */
+		if (strcmp(argv[1], "--config-table") == 0) {
+			config_doc_markdown(stdout);
+			return 0;
+		}
+		if (strcmp(argv[1], "--config-table=json") == 0) {
+			config_doc_json(stdout);
+			return 0;
+		}
 		if (strcmp(argv[1], "--version") == 0) {
 			printf("gopulse-messages %s\n", GOPULSE_VERSION);
 			return 0;

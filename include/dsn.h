@@ -1,0 +1,18 @@
+/* dsn.h - a libpq connection string, checked at start and masked for logs. */
+#ifndef GOPULSE_DSN_H
+#define GOPULSE_DSN_H
+
+#include <stddef.h>
+
+#include "common.h"
+
+/* 0 when libpq 15 would accept dsn's options when connecting (keywords,
+ * sslmode and the other enumerations, integers, ports, hostaddr, list
+ * lengths; PG* environment variables fill what dsn leaves out, as libpq
+ * does). Else -1 with one line in why that never holds a password. */
+int dsn_check(const char *dsn, char *why, size_t whylen) MUSTCHECK;
+/* "host=db port=5432 password=*****": every option libpq hides (password,
+ * sslpassword) masked. Caller frees. */
+char *dsn_mask(const char *dsn);
+
+#endif
