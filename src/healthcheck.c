@@ -12,49 +12,91 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "healthcheck.h"
 
 #define HEALTHCHECK_TIMEOUT_S 3
 
+/* Always 1: Docker reserves exit status 2 of a HEALTHCHECK command. */
 static int
 healthcheck_fail(const char *what, const char *why)
 {
-	fprintf(stderr, "healthcheck: %s: %s\n", what, why);
+	fprintf(stderr, "healthcheck: %s%s%s\n", what, *why ? ": " : "", why);
 	return 1;
+}
+
+/* Where a client reaches a service bound to bind_addr (already checked by
+ * the configuration's parser): a wildcard address is dialled on loopback
+ * of its family, anything else as it is. host gets the Host header's
+ * form, "[::1]" for IPv6. */
+static socklen_t
+healthcheck_target(const char *bind_addr, int port, struct sockaddr_storage *ss,
+    char *host, size_t hostlen)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+	char ip[INET6_ADDRSTRLEN];
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, bind_addr, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		if (sin->sin_addr.s_addr == htonl(INADDR_ANY))
+			sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		inet_ntop(AF_INET, &sin->sin_addr, host, (socklen_t)hostlen);
+		return sizeof(*sin);
+	}
+	if (inet_pton(AF_INET6, bind_addr, &sin6->sin6_addr) != 1)
+		return 0;
+	sin6->sin6_family = AF_INET6;
+	sin6->sin6_port = htons((uint16_t)port);
+	if (IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr))
+		sin6->sin6_addr = in6addr_loopback;
+	inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof(ip));
+	snprintf(host, hostlen, "[%s]", ip);
+	return sizeof(*sin6);
 }
 
 int
 healthcheck_run(void)
 {
-	const char *p = getenv("PORT");
-	long port = p && *p ? strtol(p, NULL, 10) : 8080;
 	struct timeval tv = { HEALTHCHECK_TIMEOUT_S, 0 };
-	struct sockaddr_in sa;
-	char req[128], resp[512];
+	struct sockaddr_storage ss;
+	struct config cfg;
+	char err[512], host[INET6_ADDRSTRLEN + 2], req[160], resp[512];
+	socklen_t sslen;
 	ssize_t n;
 	size_t got = 0;
-	int fd, len;
+	int fd, len, port;
 
-	if (port < 1 || port > 65535)
-		return healthcheck_fail("PORT", "not a port number");
-	fd = socket(AF_INET, SOCK_STREAM, 0);
+	/* The service's own parser: a PORT it would refuse fails here too. */
+	memset(&cfg, 0, sizeof(cfg));
+	if (config_load_var(&cfg, "PORT", err, sizeof(err)) != 0 ||
+	    config_load_var(&cfg, "BIND_ADDR", err, sizeof(err)) != 0) {
+		config_fini(&cfg);
+		return healthcheck_fail(err, "");
+	}
+	port = cfg.port;
+	sslen = healthcheck_target(cfg.bind_addr, port, &ss, host,
+	    sizeof(host));
+	config_fini(&cfg);
+	len = snprintf(req, sizeof(req), "GET /health HTTP/1.1\r\nHost: "
+	    "%s:%d\r\nConnection: close\r\n\r\n", host, port);
+	if (sslen == 0)
+		return healthcheck_fail("BIND_ADDR", "not an IP address");
+	fd = socket(ss.ss_family, SOCK_STREAM, 0);
 	if (fd < 0)
 		return healthcheck_fail("socket", strerror(errno));
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t)port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+	if (connect(fd, (struct sockaddr *)&ss, sslen) != 0 ||
+	    write(fd, req, (size_t)len) != len) {
+		int e = errno;
+
+		snprintf(err, sizeof(err), "GET http://%s:%d/health", host,
+		    port);
 		close(fd);
-		return healthcheck_fail("connect", strerror(errno));
-	}
-	len = snprintf(req, sizeof(req), "GET /health HTTP/1.1\r\nHost: "
-	    "127.0.0.1:%ld\r\nConnection: close\r\n\r\n", port);
-	if (write(fd, req, (size_t)len) != len) {
-		close(fd);
-		return healthcheck_fail("write", strerror(errno));
+		return healthcheck_fail(err, strerror(e));
 	}
 	while (got < sizeof(resp) - 1 &&
 	    (n = read(fd, resp + got, sizeof(resp) - 1 - got)) > 0)

@@ -18,8 +18,9 @@ static int
 main_usage(FILE *out)
 {
 	fputs("usage: gopulse-messages [healthcheck | --version | --help]\n"
-	    "  healthcheck  GET /health on 127.0.0.1:$PORT; exit 0 when it "
-	    "answers 200\n"
+	    "  healthcheck  GET /health on $BIND_ADDR:$PORT (loopback for a "
+	    "wildcard\n"
+	    "               address); exit 0 when it answers 200\n"
 	    "Configuration comes from the environment; see README.md.\n", out);
 	return out == stdout ? 0 : 2;
 }
