@@ -8,8 +8,10 @@
 
 /* 0 when libpq 15 would accept dsn's options when connecting (keywords,
  * sslmode and the other enumerations, integers, ports, hostaddr, list
- * lengths; PG* environment variables fill what dsn leaves out, as libpq
- * does). Else -1 with one line in why that never holds a password. */
+ * lengths), with what dsn leaves out filled as libpq fills it: from its
+ * service (or PGSERVICE), PG* variables, compiled defaults. Else -1 with
+ * one line in why that never holds a password. Reads the environment: for
+ * start-up. A service that is not defined is left to libpq to report. */
 int dsn_check(const char *dsn, char *why, size_t whylen) MUSTCHECK;
 /* "host=db port=5432 password=*****": every option libpq hides (password,
  * sslpassword) masked. Caller frees. */

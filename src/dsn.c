@@ -47,39 +47,52 @@ static const char *const dsn_tls[] = {
 
 struct dsn_opts {
 	PQconninfoOption *given;	/* from the DSN */
-	PQconninfoOption *dflt;		/* PG* variables, compiled defaults */
+	PQconninfoOption *dflt;		/* service, PG* variables, libpq's */
 };
 
 static const char *
-dsn_find(PQconninfoOption *opts, const char *keyword,
-    PQconninfoOption **found)
+dsn_find(const PQconninfoOption *opts, const char *keyword)
 {
-	for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++)
-		if (strcmp(o->keyword, keyword) == 0) {
-			if (found != NULL)
-				*found = o;
+	for (const PQconninfoOption *o = opts; o != NULL && o->keyword != NULL;
+	    o++)
+		if (strcmp(o->keyword, keyword) == 0)
 			return o->val;
-		}
 	return NULL;
 }
 
-/* What libpq will use for keyword, and where it came from when not from
- * the DSN itself (for the error). */
+/* What libpq will use for keyword; *from says when it is not the DSN's. */
 static const char *
 dsn_get(const struct dsn_opts *o, const char *keyword, const char **from)
 {
-	PQconninfoOption *d = NULL;
-	const char *v = dsn_find(o->given, keyword, NULL);
+	const char *v = dsn_find(o->given, keyword);
 
-	*from = "";
-	if (v != NULL)
-		return v;
-	v = dsn_find(o->dflt, keyword, &d);
-	if (v != NULL && d->envvar != NULL && getenv(d->envvar) != NULL)
-		*from = d->envvar;
-	else if (v != NULL)
-		*from = "libpq's default";
-	return v;
+	*from = v != NULL ? "" : "not in the DSN";
+	return v != NULL ? v : dsn_find(o->dflt, keyword);
+}
+
+/* What libpq fills in where the DSN is silent: the service the DSN names
+ * (else PGSERVICE's), then PG* variables, then its compiled defaults.
+ * PQconndefaults knows only PGSERVICE, so the DSN's service is put there
+ * for the call; at start-up no other thread reads the environment. */
+static PQconninfoOption *
+dsn_defaults(const char *service)
+{
+	PQconninfoOption *defs;
+	const char *old;
+	char *saved = NULL;
+
+	if (service == NULL)
+		return PQconndefaults();
+	if ((old = getenv("PGSERVICE")) != NULL)
+		saved = xstrdup(old);
+	setenv("PGSERVICE", service, 1);
+	defs = PQconndefaults();
+	if (saved != NULL)
+		setenv("PGSERVICE", saved, 1);
+	else
+		unsetenv("PGSERVICE");
+	free(saved);
+	return defs;
 }
 
 static int
@@ -361,7 +374,7 @@ dsn_check(const char *dsn, char *why, size_t whylen)
 		PQfreemem(perr);
 		return -1;
 	}
-	o.dflt = PQconndefaults();
+	o.dflt = dsn_defaults(dsn_find(o.given, "service"));
 	rc = dsn_check_values(&o, why, whylen) == 0 &&
 	    dsn_check_hosts(&o, why, whylen) == 0 ? 0 : -1;
 	PQconninfoFree(o.dflt);

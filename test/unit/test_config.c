@@ -478,6 +478,45 @@ test_dsn_secrets(void)
 	free(m);
 }
 
+/* What the DSN leaves out comes from its service, PGSERVICE or PG*
+ * variables, as in libpq: checked, and counted in the list lengths. */
+static void
+test_dsn_defaults(void)
+{
+	char path[] = "/tmp/gopulse-pgservice-XXXXXX", why[256];
+	int fd = mkstemp(path);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+
+	CHECK(f != NULL);
+	if (f == NULL)
+		return;
+	fputs("[two]\nhost=127.0.0.1,127.0.0.2\n[bad]\nsslmode=sometimes\n", f);
+	fclose(f);
+	setenv("PGSERVICEFILE", path, 1);
+	unsetenv("PGSERVICE");
+	CHECK(dsn_check("service=two port=1,2", why, sizeof(why)) == 0);
+	CHECK(dsn_check("service=two port=1,2,3", why, sizeof(why)) == -1);
+	CHECK(strstr(why, "3 numbers for 2 hosts") != NULL);
+	CHECK(dsn_check("service=bad host=db", why, sizeof(why)) == -1);
+	CHECK(strstr(why, "\"sometimes\" (not in the DSN)") != NULL);
+	CHECK(getenv("PGSERVICE") == NULL);	/* put back as it was */
+	setenv("PGSERVICE", "bad", 1);
+	CHECK(dsn_check("host=db", why, sizeof(why)) == -1);
+	CHECK(dsn_check("host=db sslmode=disable", why, sizeof(why)) == 0);
+	CHECK(dsn_check("service=two port=1,2", why, sizeof(why)) == 0);
+	CHECK_STR(getenv("PGSERVICE"), "bad");
+	unsetenv("PGSERVICE");
+	setenv("PGSSLMODE", "bogus", 1);
+	CHECK(dsn_check("host=db", why, sizeof(why)) == -1);
+	unsetenv("PGSSLMODE");
+	setenv("PGPORT", "5432,5433", 1);
+	CHECK(dsn_check("host=db", why, sizeof(why)) == -1);
+	CHECK(dsn_check("host=a,b", why, sizeof(why)) == 0);
+	unsetenv("PGPORT");
+	unsetenv("PGSERVICEFILE");
+	unlink(path);
+}
+
 /* A port on 127.0.0.1 that nobody listens on: libpq is refused at once. */
 static int
 closed_port(void)
@@ -576,6 +615,7 @@ main(void)
 	RUN(test_markdown);
 	RUN(test_dsn_bad);
 	RUN(test_dsn_secrets);
+	RUN(test_dsn_defaults);
 	RUN(test_dsn_matches_libpq);
 	return harness_done();
 }
