@@ -34,7 +34,9 @@ static const struct {
 	    "primary", "standby", "prefer-standby" } },
 };
 
-/* Options libpq reads with parse_int_param. */
+/* Options libpq reads with parse_int_param. pg.c passes its own keepalive
+ * and tcp_user_timeout values after the DSN's, and the kernel, not libpq,
+ * bounds those: only their form is checked here. */
 static const char *const dsn_ints[] = {
 	"connect_timeout", "keepalives", "keepalives_idle",
 	"keepalives_interval", "keepalives_count", "tcp_user_timeout",
