@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include <libpq-fe.h>
+
 #include "common.h"
 
 /* 0 when libpq 15 would accept dsn's options when connecting (keywords,
@@ -16,5 +18,10 @@ int dsn_check(const char *dsn, char *why, size_t whylen) MUSTCHECK;
 /* "host=db port=5432 password=*****": every option libpq hides (password,
  * sslpassword) masked. Caller frees. */
 char *dsn_mask(const char *dsn);
+/* What libpq fills in where a DSN is silent: the named service (NULL:
+ * PGSERVICE's), then PG* variables, then its compiled defaults, as
+ * PQconndefaults gives them (caller PQconninfoFree's). Start-up only: it
+ * sets PGSERVICE for the call. */
+PQconninfoOption *dsn_defaults(const char *service);
 
 #endif

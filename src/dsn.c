@@ -72,11 +72,9 @@ dsn_get(const struct dsn_opts *o, const char *keyword, const char **from)
 	return v != NULL ? v : dsn_find(o->dflt, keyword);
 }
 
-/* What libpq fills in where the DSN is silent: the service the DSN names
- * (else PGSERVICE's), then PG* variables, then its compiled defaults.
- * PQconndefaults knows only PGSERVICE, so the DSN's service is put there
+/* PQconndefaults knows only PGSERVICE, so the DSN's service is put there
  * for the call; at start-up no other thread reads the environment. */
-static PQconninfoOption *
+PQconninfoOption *
 dsn_defaults(const char *service)
 {
 	PQconninfoOption *defs;

@@ -16,6 +16,7 @@
 
 #include <libpq-fe.h>
 
+#include "dsn.h"
 #include "log.h"
 #include "pghosts.h"
 #include "resolve.h"
@@ -146,34 +147,17 @@ out:
 }
 
 /* libpq fills what the DSN leaves out from the service it names (else
- * PGSERVICE's), then from PGHOST, PGHOSTADDR and PGPORT. PQconndefaults
- * does all of that but knows only PGSERVICE, so the DSN's service is put
- * there for the call; at start-up no other thread reads the environment. */
+ * PGSERVICE's), then from PGHOST, PGHOSTADDR and PGPORT. */
 struct pghosts *
 pghosts_new(const char *dsn)
 {
 	PQconninfoOption *opts = PQconninfoParse(dsn, NULL), *defs;
 	struct pghosts_defaults def = { NULL, NULL, NULL };
-	const char *service, *old;
-	char *saved = NULL;
 	struct pghosts *h;
 
 	if (opts == NULL)
 		return NULL;
-	service = pghosts_opt(opts, "service");
-	if (service != NULL) {
-		if ((old = getenv("PGSERVICE")) != NULL)
-			saved = xstrdup(old);
-		setenv("PGSERVICE", service, 1);
-	}
-	defs = PQconndefaults();
-	if (service != NULL) {
-		if (saved != NULL)
-			setenv("PGSERVICE", saved, 1);
-		else
-			unsetenv("PGSERVICE");
-		free(saved);
-	}
+	defs = dsn_defaults(pghosts_opt(opts, "service"));
 	if (defs != NULL) {
 		def.host = pghosts_opt(defs, "host");
 		def.hostaddr = pghosts_opt(defs, "hostaddr");
