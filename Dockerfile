@@ -63,7 +63,7 @@ WORKDIR /usr/share/gopulse-messages
 USER 10001:10001
 EXPOSE 8080
 STOPSIGNAL SIGTERM
-# GET /health on 127.0.0.1:$PORT, no curl needed; /health touches no dependency.
+# GET /health on $BIND_ADDR:$PORT (127.0.0.1 for 0.0.0.0), no curl needed; /health touches no dependency.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
     CMD ["/usr/local/bin/gopulse-messages", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/gopulse-messages"]

@@ -1,4 +1,5 @@
 /* log.c - one JSON object per line on stdout, filtered before formatting. */
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,6 +28,7 @@ log_enabled(enum log_level level)
 const char *
 log_level_name(enum log_level level)
 {
+	assert((size_t)level < ARRAY_LEN(log_names));
 	return log_names[level];
 }
 

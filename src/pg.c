@@ -1,4 +1,5 @@
 /* pg.c - one nonblocking PostgreSQL connection driven by the event loop. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,7 @@ static const char *const pg_state_names[] = {
 const char *
 pg_state_name(enum pg_state state)
 {
+	assert((size_t)state < ARRAY_LEN(pg_state_names));
 	return pg_state_names[state];
 }
 

@@ -5,6 +5,7 @@
  * our own deadlines, a PING watchdog, and a context dropped inside a
  * hiredis callback is freed later from a 0-ms event.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,7 @@ static const char *const redis_state_names[] = {
 const char *
 redis_state_name(enum redis_state s)
 {
+	assert((size_t)s < ARRAY_LEN(redis_state_names));
 	return redis_state_names[s];
 }
 
