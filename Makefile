@@ -5,6 +5,8 @@
 #   make run        local PostgreSQL, Redis and webhook receiver + the service
 #   make bench      benchmarks
 #   make docs       README.md's configuration table, from the table in src/config.c
+#   make format     clang-format every C file in place (.clang-format)
+#   make format-check  fail, listing the files `make format` would change
 
 PKGS    := libevent libpq hiredis libcurl jansson
 CC      ?= cc
@@ -34,8 +36,13 @@ LIBOBJS  := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/test/unit_%)
 SQL      := $(sort $(wildcard sql/*.sql))
+# Every C file clang-format owns; `format` and `format-check` both use it.
+FORMAT_SRCS := $(sort $(wildcard src/*.c include/*.h test/receiver.c \
+                                 test/unit/*.[ch]))
+CLANG_FORMAT ?= clang-format
 
-.PHONY: all test unit run bench clean format docs docs-deps swagger-ui deps
+.PHONY: all test unit run bench clean format format-check docs docs-deps \
+        swagger-ui deps
 all: $(BIN) $(RECEIVER)
 
 $(BIN): $(OBJS)
@@ -109,7 +116,21 @@ docs: $(BIN)
 	cp $(BUILD)/README.md README.md
 
 format:
-	clang-format -i src/*.c include/*.h test/receiver.c test/unit/*.[ch]
+	$(CLANG_FORMAT) -i $(FORMAT_SRCS)
+
+# Shows what `make format` would change in each file, then fails naming them.
+format-check:
+	@command -v $(CLANG_FORMAT) >/dev/null || \
+	    { echo "format-check: $(CLANG_FORMAT) not found (packages.txt, role dev)" >&2; exit 1; }
+	@bad=; for f in $(FORMAT_SRCS); do \
+		$(CLANG_FORMAT) "$$f" | diff -u --label "$$f" --label "$$f (formatted)" "$$f" - \
+		    || bad="$$bad $$f"; \
+	done; \
+	if [ -n "$$bad" ]; then \
+		echo "format-check: not formatted (run make format):$$bad" >&2; \
+		echo "format-check: $$($(CLANG_FORMAT) --version)" >&2; \
+		exit 1; \
+	fi
 
 clean:
 	rm -rf build
