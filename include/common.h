@@ -10,7 +10,9 @@
 #define MUSTCHECK __attribute__((warn_unused_result))
 #define PRINTF(a, b) __attribute__((format(printf, a, b)))
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+/* clang-format off */
 #define container_of(ptr, type, member) \
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+/* clang-format on */
 
 #endif

@@ -110,9 +110,11 @@ const size_t config_nvars = ARRAY_LEN(config_vars);
 int
 config_parse_duration(const char *s, int64_t *ms, const char **why)
 {
+	/* clang-format off */
 	static const struct { const char *unit; double ms; } units[] = {
 		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 },
 	};
+	/* clang-format on */
 	double total = 0;
 	const char *p = s;
 

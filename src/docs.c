@@ -23,6 +23,7 @@ struct docs {
 static const char *
 docs_content_type(const char *name)
 {
+	/* clang-format off */
 	static const struct { const char *ext, *type; } types[] = {
 		{ ".html", "text/html; charset=utf-8" },
 		{ ".css", "text/css; charset=utf-8" },
@@ -32,6 +33,7 @@ docs_content_type(const char *name)
 		{ ".png", "image/png" },
 		{ ".svg", "image/svg+xml" },
 	};
+	/* clang-format on */
 	const char *dot = strrchr(name, '.');
 
 	for (size_t i = 0; dot != NULL && i < ARRAY_LEN(types); i++)

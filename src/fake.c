@@ -5,6 +5,7 @@
 #include "fake.h"
 #include "util.h"
 
+/* clang-format off */
 static const char *const fake_words[] = {
 	"your", "order", "has", "shipped", "and", "will", "arrive", "soon",
 	"the", "meeting", "moved", "to", "tomorrow", "morning", "please",
@@ -18,6 +19,7 @@ static const char *const fake_words[] = {
 	"delayed", "gate", "changed", "package", "waiting", "locker", "offer",
 	"ends", "tonight", "verify", "login", "device", "subscription", "renewed",
 };
+/* clang-format on */
 
 void
 fake_phone(char buf[FAKE_PHONE_MAX])

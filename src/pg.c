@@ -51,9 +51,11 @@ static void pg_fail(struct pg_conn *pg, const char *reason);
 static void pg_send_next(struct pg_conn *pg);
 static void pg_on_kick(evutil_socket_t fd, short what, void *arg);
 
+/* clang-format off */
 static const char *const pg_state_names[] = {
 	"disconnected", "connecting", "setup", "ready", "closed",
 };
+/* clang-format on */
 
 const char *
 pg_state_name(enum pg_state state)
@@ -462,6 +464,7 @@ pg_connect_start(struct pg_conn *pg)
 	const char *hostaddr = pg->hosts ? pghosts_hostaddr(pg->hosts) : NULL;
 	const char *port = pg->hosts ? pghosts_port(pg->hosts) : NULL;
 	/* After dbname, whose DSN they override; a NULL value is skipped. */
+	/* clang-format off */
 	const char *keys[] = {
 		"dbname", "application_name", "keepalives", "keepalives_idle",
 		"keepalives_interval", "keepalives_count", "tcp_user_timeout",
@@ -471,6 +474,7 @@ pg_connect_start(struct pg_conn *pg)
 		pg->dsn, "gopulse-messages", "1", "30", "10", "3", "30000",
 		pg->options, host, hostaddr, port, NULL,
 	};
+	/* clang-format on */
 
 	if (pg->hosts != NULL)
 		log_debug("pg", "database connecting", "{s:s, s:s, s:s?}",

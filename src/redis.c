@@ -70,9 +70,11 @@ struct redis_client {
 
 static void redis_fail(struct redis_client *rc, const char *reason);
 
+/* clang-format off */
 static const char *const redis_state_names[] = {
 	"disconnected", "resolving", "connecting", "ready", "closed",
 };
+/* clang-format on */
 
 const char *
 redis_state_name(enum redis_state s)
@@ -167,10 +169,12 @@ redis_send(struct redis_client *rc, enum redis_op_kind kind, int argc,
 static bool
 redis_cmd_refused(const char *name, size_t len)
 {
+	/* clang-format off */
 	static const char *const refused[] = {
 		"subscribe", "psubscribe", "ssubscribe", "unsubscribe",
 		"punsubscribe", "sunsubscribe", "monitor",
 	};
+	/* clang-format on */
 
 	for (size_t i = 0; i < ARRAY_LEN(refused); i++)
 		if (strlen(refused[i]) == len &&

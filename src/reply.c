@@ -49,6 +49,7 @@ reply_fail_body(enum svc_err err, const char *detail)
 const char *
 reply_reason(int status)
 {
+	/* clang-format off */
 	switch (status) {
 	case 200: return "OK";
 	case 201: return "Created";
@@ -64,6 +65,7 @@ reply_reason(int status)
 	case 503: return "Service Unavailable";
 	default: return "Unknown";
 	}
+	/* clang-format on */
 }
 
 /* The one way out: whatever is in the output buffer is the body. */

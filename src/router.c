@@ -22,12 +22,14 @@ router_methods(const struct route *r)
 void
 router_allow(int methods, char *buf, size_t len)
 {
+	/* clang-format off */
 	static const struct { int bit; const char *name; } names[] = {
 		{ EVHTTP_REQ_GET, "GET" }, { EVHTTP_REQ_HEAD, "HEAD" },
 		{ EVHTTP_REQ_POST, "POST" }, { EVHTTP_REQ_PUT, "PUT" },
 		{ EVHTTP_REQ_PATCH, "PATCH" }, { EVHTTP_REQ_DELETE, "DELETE" },
 		{ EVHTTP_REQ_OPTIONS, "OPTIONS" },
 	};
+	/* clang-format on */
 	size_t used = 0;
 
 	buf[0] = '\0';

@@ -159,11 +159,13 @@ store_list_sent(struct pg_conn *pg, int limit, int offset, store_list_cb cb,
 	snprintf(lim, sizeof(lim), "%d", limit);
 	snprintf(off, sizeof(off), "%d", offset);
 	c->cb.list = cb;
+	/* clang-format off */
 	return store_submit(pg, "SELECT id, recipient, content, status, "
 	    STORE_TS("sent_at") ", retry_count, " STORE_TS("created_at") ", "
 	    "response_id FROM messages WHERE status = 'sent' "
 	    "ORDER BY sent_at DESC, id DESC LIMIT $1 OFFSET $2",
 	    2, params, store_on_listed, c);
+	/* clang-format on */
 }
 
 static void
@@ -293,6 +295,7 @@ store_record_outcomes(struct pg_conn *pg, const struct store_outcome *o,
 	for (size_t k = 0; k < ARRAY_LEN(all); k++)
 		params[k] = pgarray_text(all[k]);
 	c->cb.record = cb;
+	/* clang-format off */
 	rc = store_submit(pg,
 	    "UPDATE messages m SET status = o.status,"
 	    " sent_at = CASE WHEN o.status = 'sent' THEN now() ELSE m.sent_at END,"
@@ -312,6 +315,7 @@ store_record_outcomes(struct pg_conn *pg, const struct store_outcome *o,
 	    "  AND m.lease_token = o.token AND m.lease_until IS NOT NULL"
 	    " RETURNING m.id, m.status, " STORE_TS("m.sent_at") ", m.response_id",
 	    (int)ARRAY_LEN(all), params, store_on_recorded, c);
+	/* clang-format on */
 	for (size_t k = 0; k < ARRAY_LEN(all); k++)
 		pgarray_fini(all[k]);
 	return rc;

@@ -33,9 +33,11 @@ enum recv_mode {
 	RECV_NOJSON, RECV_FAIL_THEN_ACCEPT, RECV_MODE_COUNT
 };
 
+/* clang-format off */
 static const char *const recv_mode_names[RECV_MODE_COUNT] = {
 	"accept", "status", "slow", "hang", "garbage", "nojson", "fail_then_accept",
 };
+/* clang-format on */
 
 struct recv_settings {
 	enum recv_mode mode;
@@ -532,6 +534,7 @@ recv_usage_error(const char *what, const char *arg)
 int
 main(int argc, char **argv)
 {
+	/* clang-format off */
 	static const struct option opts[] = {
 		{ "status", required_argument, NULL, 0 }, { "delay-ms", required_argument, NULL, 1 },
 		{ "retry-after", required_argument, NULL, 2 }, { "fail-count", required_argument, NULL, 3 },
@@ -540,6 +543,7 @@ main(int argc, char **argv)
 		{ "quiet", no_argument, NULL, 'q' }, { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	/* clang-format on */
 	struct recv_app app = { .path = recv_env("RECEIVER_PATH", "/webhook"), .set.status = 500 };
 	const char *addr = recv_env("RECEIVER_BIND", "0.0.0.0");
 	const char *port_s = recv_env("RECEIVER_PORT", "9090");

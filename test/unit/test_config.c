@@ -39,6 +39,7 @@ load_with(const char *name, const char *value, struct config *c, char *err,
 static void
 test_duration_valid(void)
 {
+	/* clang-format off */
 	static const struct { const char *in; int64_t ms; } cases[] = {
 		{ "0", 0 }, { "45", 45000 }, { "1.5", 1500 }, { "250ms", 250 },
 		{ "30s", 30000 }, { "2m", 120000 }, { "1h", 3600000 },
@@ -47,6 +48,7 @@ test_duration_valid(void)
 		{ "0s", 0 }, { "0ms", 0 }, { "0.0s", 0 }, { "0h0m", 0 },
 		{ "0.001", 1 },
 	};
+	/* clang-format on */
 
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
 		int64_t ms = -1;
@@ -63,12 +65,14 @@ test_duration_valid(void)
 static void
 test_duration_invalid(void)
 {
+	/* clang-format off */
 	static const char *const cases[] = {
 		"", "5x", "-1s", "abc", "s", "1m5", "5 s", " 5s", "0x10s",
 		"1e3s", "inf", "nan", "1.s.", "8761h", "10d", "5S", "+5s",
 		/* below 1ms, but not zero: must not round to "off" */
 		"0.4ms", "0.0004", "0.0001s", "0.000001m",
 	};
+	/* clang-format on */
 
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
 		int64_t ms;
@@ -180,6 +184,7 @@ test_set_values(void)
 static void
 test_webhook_join(void)
 {
+	/* clang-format off */
 	static const struct { const char *host, *path, *url; } cases[] = {
 		{ "http://a:1", "/webhook", "http://a:1/webhook" },
 		{ "http://a:1/", "/webhook", "http://a:1/webhook" },
@@ -187,6 +192,7 @@ test_webhook_join(void)
 		{ "https://a", "//x/y", "https://a/x/y" },
 		{ "https://webhook.site/abc", "", "https://webhook.site/abc/" },
 	};
+	/* clang-format on */
 
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
 		struct config c;
@@ -222,6 +228,7 @@ check_error(const char *var, const char *val, const char *err, bool secret)
 static void
 test_bad_values(void)
 {
+	/* clang-format off */
 	static const struct { const char *var, *val; } cases[] = {
 		{ "PRODUCER_INTERVAL", "5x" }, { "PRODUCER_INTERVAL", "-5s" },
 		{ "PRODUCER_INTERVAL", "0.4ms" }, { "SHUTDOWN_TIMEOUT", "0.1ms" },
@@ -240,6 +247,7 @@ test_bad_values(void)
 		{ "MAX_ATTEMPTS", "0" }, { "RETRY_BASE_DELAY", "1x" },
 		{ "CACHE_TTL", "500ms" }, { "LOG_LEVEL", "verbose" },
 	};
+	/* clang-format on */
 
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
 		struct config c;

@@ -15,12 +15,14 @@
 static void
 test_query_valid(void)
 {
+	/* clang-format off */
 	static const struct { const char *q; int limit, offset; } cases[] = {
 		{ NULL, 10, 0 }, { "", 10, 0 }, { "limit=1", 1, 0 },
 		{ "limit=100", 100, 0 }, { "offset=0", 10, 0 },
 		{ "limit=5&offset=20", 5, 20 }, { "offset=2147483647", 10, 2147483647 },
 		{ "foo=bar&limit=7", 7, 0 }, { "limit=007", 7, 0 },
 	};
+	/* clang-format on */
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int limit = -1, offset = -1;
@@ -36,12 +38,14 @@ test_query_valid(void)
 static void
 test_query_invalid(void)
 {
+	/* clang-format off */
 	static const char *const cases[] = {
 		"limit=abc", "limit=0", "limit=101", "limit=-1", "limit=",
 		"limit=1.5", "limit=+5", "limit=%205", "offset=-1", "offset=x",
 		"offset=2147483648", "offset=99999999999999999999", "limit",
 		"limit=1&limit=2", "limit=5abc",
 	};
+	/* clang-format on */
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int limit, offset;

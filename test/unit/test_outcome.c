@@ -46,10 +46,12 @@ test_2xx_is_sent(void)
 static void
 test_2xx_without_id_is_still_sent(void)
 {
+	/* clang-format off */
 	static const char *const bodies[] = {
 		NULL, "", "not json", "{\"messageId\": 5}", "[1,2]",
 		"{\"message\":\"ok\"}", "{\"messageId\": \"\"}",
 	};
+	/* clang-format on */
 
 	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
 		struct webhook_result r = http(202, bodies[i]);
