@@ -14,8 +14,8 @@ struct service;
 
 struct api {
 	struct service *svc;
-	struct http_server *http;	/* for requests that wait (http_ctx) */
-	const struct docs *docs;	/* Swagger UI assets */
+	struct http_server *http; /* for requests that wait (http_ctx) */
+	const struct docs *docs;  /* Swagger UI assets */
 };
 
 extern const struct route api_routes[];

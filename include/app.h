@@ -24,10 +24,10 @@ struct app {
 	struct producer *producer;
 	struct sched *sched;
 	struct service *svc;
-	struct api api;		/* what the handlers get */
+	struct api api; /* what the handlers get */
 	struct event *ev_sigterm;
 	struct event *ev_sigint;
-	struct event *ev_drain;		/* checks whether draining is over */
+	struct event *ev_drain; /* checks whether draining is over */
 	int64_t drain_deadline_ms;
 	int exit_code;
 };

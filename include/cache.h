@@ -19,7 +19,7 @@
  * message_id may be NULL or any bytes (a webhook's reply): if it is not
  * valid UTF-8 it is stored as null. 0 when sent, -1 when skipped (Redis
  * not ready, sent_at missing); both are logged, neither needs handling. */
-int cache_put_sent(struct redis_client *rc, int64_t id,
-    const char *message_id, const char *sent_at, int64_t ttl_ms);
+int cache_put_sent(struct redis_client *rc, int64_t id, const char *message_id,
+    const char *sent_at, int64_t ttl_ms);
 
 #endif

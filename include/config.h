@@ -18,20 +18,20 @@
 
 struct config {
 	char *database_dsn;
-	char *redis_addr;	/* as given; split into the two below */
+	char *redis_addr; /* as given; split into the two below */
 	char *redis_host;
 	int redis_port;
 	char *redis_password;
 	int redis_db;
-	char *webhook_host;	/* without trailing '/' */
-	char *webhook_path;	/* with exactly one leading '/' */
-	char *webhook_url;	/* host and path joined with one '/' */
+	char *webhook_host; /* without trailing '/' */
+	char *webhook_path; /* with exactly one leading '/' */
+	char *webhook_url;  /* host and path joined with one '/' */
 	char *webhook_auth_key;
 	int port;
 	char *bind_addr;
-	int64_t producer_interval_ms;	/* 0 = producer off */
+	int64_t producer_interval_ms; /* 0 = producer off */
 	int64_t scheduler_interval_ms;
-	int scheduler_batch_size;	/* 0 = every due message */
+	int scheduler_batch_size; /* 0 = every due message */
 	bool drain_on_start;
 	bool autostart;
 	int64_t webhook_timeout_ms;
@@ -43,22 +43,23 @@ struct config {
 	int64_t request_timeout_ms;
 	int64_t db_query_timeout_ms;
 	int64_t shutdown_timeout_ms;
-	char *swagger_dir;	/* Swagger UI assets */
+	char *swagger_dir; /* Swagger UI assets */
 };
 
 /* How a variable's field is stored, parsed and shown. */
 enum config_kind {
-	CONFIG_DURATION,	/* int64_t milliseconds; "1m30s", "250ms", "45" */
-	CONFIG_INT,		/* int, decimal */
-	CONFIG_BOOL,		/* bool; true/false, 1/0, yes/no, on/off */
-	CONFIG_STRING,		/* char *, owned */
-	CONFIG_DSN,		/* char *, a libpq conninfo; logged masked */
-	CONFIG_LOG_LEVEL,	/* enum log_level */
+	CONFIG_DURATION,  /* int64_t milliseconds; "1m30s", "250ms", "45" */
+	CONFIG_INT,	  /* int, decimal */
+	CONFIG_BOOL,	  /* bool; true/false, 1/0, yes/no, on/off */
+	CONFIG_STRING,	  /* char *, owned */
+	CONFIG_DSN,	  /* char *, a libpq conninfo; logged masked */
+	CONFIG_LOG_LEVEL, /* enum log_level */
 };
 
-#define CONFIG_SECRET	0x1u	/* logged as "*****" when set, never echoed */
-#define CONFIG_ZERO_OFF	0x2u	/* a literal 0 is allowed (below min): off */
-#define CONFIG_IMAGE	0x4u	/* the image sets it (Dockerfile ENV), not
+#define CONFIG_SECRET 0x1u   /* logged as "*****" when set, never echoed */
+#define CONFIG_ZERO_OFF 0x2u /* a literal 0 is allowed (below min): off */
+#define CONFIG_IMAGE \
+	0x4u /* the image sets it (Dockerfile ENV), not
 				 * docker-compose.yml */
 
 struct config_var;
@@ -76,7 +77,7 @@ struct config_var {
 	int64_t min, max;	/* CONFIG_INT and CONFIG_DURATION (ms) */
 	unsigned flags;		/* CONFIG_SECRET, ... */
 	size_t field;		/* offsetof(struct config, ...) */
-	config_parse_fn *parse;	/* NULL: the kind's own parser */
+	config_parse_fn *parse; /* NULL: the kind's own parser */
 	const char *doc;	/* the README's "meaning", Markdown */
 };
 
@@ -102,8 +103,8 @@ void config_doc_markdown(FILE *out);
 void config_doc_json(FILE *out);
 
 /* "1h30m", "250ms", "1.5s", "45" (seconds). Returns 0 or -1 with a reason. */
-int config_parse_duration(const char *s, int64_t *ms, const char **why)
-    MUSTCHECK;
+int config_parse_duration(const char *s, int64_t *ms,
+    const char **why) MUSTCHECK;
 /* The shortest form config_parse_duration reads back: "1h30m", "0". */
 void config_format_duration(int64_t ms, char *buf, size_t len);
 

@@ -4,8 +4,8 @@
 
 #include <stddef.h>
 
-#define FAKE_PHONE_MAX 17	/* '+', 15 digits, NUL */
-#define FAKE_CONTENT_MAX 161	/* 160 characters, NUL */
+#define FAKE_PHONE_MAX 17    /* '+', 15 digits, NUL */
+#define FAKE_CONTENT_MAX 161 /* 160 characters, NUL */
 
 /* E.164: '+' then 10 to 15 digits, the first not 0. */
 void fake_phone(char buf[FAKE_PHONE_MAX]);

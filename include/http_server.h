@@ -29,8 +29,8 @@ struct http_ctx;
 struct http_server *http_server_new(struct event_base *base,
     const struct route *routes, size_t nroutes, void *arg,
     int64_t request_timeout_ms);
-int http_server_listen(struct http_server *srv, const char *addr, int port)
-    MUSTCHECK;
+int http_server_listen(struct http_server *srv, const char *addr,
+    int port) MUSTCHECK;
 /* Draining: close the listener; keep-alive requests get 503 + close. */
 void http_server_stop_accepting(struct http_server *srv);
 /* Requests still waiting for an answer. */

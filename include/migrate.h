@@ -7,7 +7,7 @@
 struct pg_conn;
 
 struct migrate_file {
-	const char *version;	/* file name without .sql */
+	const char *version; /* file name without .sql */
 	const char *sql;
 };
 

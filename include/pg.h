@@ -19,9 +19,9 @@
 #include "common.h"
 
 enum pg_state {
-	PG_DISCONNECTED,	/* waiting to (re)connect */
+	PG_DISCONNECTED, /* waiting to (re)connect */
 	PG_CONNECTING,
-	PG_SETUP,		/* connected, setup hook running */
+	PG_SETUP, /* connected, setup hook running */
 	PG_READY,
 	PG_CLOSED,
 };

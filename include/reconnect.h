@@ -18,8 +18,8 @@
 #include "log.h"
 
 struct reconnect {
-	unsigned attempt;	/* failed attempts since the link was up */
-	bool warned;		/* this outage was already warned about */
+	unsigned attempt; /* failed attempts since the link was up */
+	bool warned;	  /* this outage was already warned about */
 };
 
 /* Records a failure and says how to log it: LOG_WARN for the first one of

@@ -26,9 +26,9 @@
 
 /* RC_: hiredis owns the REDIS_ prefix (REDIS_CONNECTED is a flag there). */
 enum redis_state {
-	RC_DISCONNECTED,	/* waiting to (re)connect */
+	RC_DISCONNECTED, /* waiting to (re)connect */
 	RC_RESOLVING,
-	RC_CONNECTING,		/* TCP connect and AUTH/SELECT/PING */
+	RC_CONNECTING, /* TCP connect and AUTH/SELECT/PING */
 	RC_READY,
 	RC_CLOSED,
 };

@@ -9,8 +9,8 @@
 typedef void (*route_handler)(struct evhttp_request *req, void *arg);
 
 struct route {
-	const char *path;	/* exact and decoded, or a prefix ending in "*" */
-	int methods;		/* EVHTTP_REQ_* bits; GET implies HEAD */
+	const char *path; /* exact and decoded, or a prefix ending in "*" */
+	int methods;	  /* EVHTTP_REQ_* bits; GET implies HEAD */
 	route_handler handler;
 };
 

@@ -20,13 +20,13 @@
 
 enum svc_err {
 	SVC_OK = 0,
-	SVC_INVALID,		/* the request is wrong: 400 */
-	SVC_NOT_FOUND,		/* 404 */
-	SVC_CONFLICT,		/* not in a state that allows it: 409 */
-	SVC_UNAVAILABLE,	/* a dependency is down: 503 */
-	SVC_TIMEOUT,		/* a dependency did not answer in time: 503 */
-	SVC_SHUTTING_DOWN,	/* 503 */
-	SVC_INTERNAL,		/* 500 */
+	SVC_INVALID,	   /* the request is wrong: 400 */
+	SVC_NOT_FOUND,	   /* 404 */
+	SVC_CONFLICT,	   /* not in a state that allows it: 409 */
+	SVC_UNAVAILABLE,   /* a dependency is down: 503 */
+	SVC_TIMEOUT,	   /* a dependency did not answer in time: 503 */
+	SVC_SHUTTING_DOWN, /* 503 */
+	SVC_INTERNAL,	   /* 500 */
 };
 
 struct service;
@@ -37,10 +37,10 @@ struct sched;
 /* What /ready shows; read from states the drivers keep, no I/O. The
  * strings are static. */
 struct service_status {
-	bool ready;		/* the database connection is ready */
-	const char *database;	/* its state name */
-	const char *redis;	/* its state name */
-	bool sending;		/* the scheduler is active */
+	bool ready;	      /* the database connection is ready */
+	const char *database; /* its state name */
+	const char *redis;    /* its state name */
+	bool sending;	      /* the scheduler is active */
 };
 
 typedef void (*service_list_cb)(void *arg, enum svc_err err,

@@ -30,13 +30,13 @@ struct claimed {
  * copied before store_record_outcomes returns). */
 struct store_outcome {
 	int64_t id;
-	const char *lease_token;	/* the claim's; the write is guarded by it */
-	enum store_status status;	/* STORE_PENDING = try again later */
-	long code;			/* HTTP status, 0 = none (NULL) */
-	const char *response_id;	/* NULL keeps the column as it is */
-	const char *error;		/* NULL when sent */
-	int retry_count;		/* after this attempt */
-	int64_t delay_ms;		/* until the next attempt, when pending */
+	const char *lease_token;  /* the claim's; the write is guarded by it */
+	enum store_status status; /* STORE_PENDING = try again later */
+	long code;		  /* HTTP status, 0 = none (NULL) */
+	const char *response_id;  /* NULL keeps the column as it is */
+	const char *error;	  /* NULL when sent */
+	int retry_count;	  /* after this attempt */
+	int64_t delay_ms;	  /* until the next attempt, when pending */
 };
 
 /* A claim to give back; strings borrowed for the call. */
@@ -49,16 +49,16 @@ struct store_lease {
 struct recorded {
 	int64_t id;
 	enum store_status status;
-	const char *sent_at;	/* RFC 3339, for sent ones */
+	const char *sent_at; /* RFC 3339, for sent ones */
 	const char *response_id;
 };
 
 typedef void (*store_id_cb)(void *arg, int64_t id, const char *err);
 typedef void (*store_count_cb)(void *arg, size_t n, const char *err);
-typedef void (*store_list_cb)(void *arg, const struct message *msgs,
-    size_t n, const char *err);
-typedef void (*store_claim_cb)(void *arg, const struct claimed *rows,
-    size_t n, const char *err);
+typedef void (*store_list_cb)(void *arg, const struct message *msgs, size_t n,
+    const char *err);
+typedef void (*store_claim_cb)(void *arg, const struct claimed *rows, size_t n,
+    const char *err);
 typedef void (*store_record_cb)(void *arg, const struct recorded *rows,
     size_t n, const char *err);
 
@@ -69,15 +69,14 @@ const char *store_status_name(enum store_status status);
 int store_insert_message(struct pg_conn *pg, const char *recipient,
     const char *content, store_id_cb cb, void *arg) MUSTCHECK;
 /* Sent messages, most recently sent first. */
-int store_list_sent(struct pg_conn *pg, int limit, int offset,
-    store_list_cb cb, void *arg) MUSTCHECK;
+int store_list_sent(struct pg_conn *pg, int limit, int offset, store_list_cb cb,
+    void *arg) MUSTCHECK;
 
 /* Claims up to limit due messages, oldest first, for lease_ms: nobody
  * else can claim them until the lease runs out. The nskip ids in skip are
  * left alone even when due. */
 int store_claim_due(struct pg_conn *pg, int limit, int64_t lease_ms,
-    const int64_t *skip, size_t nskip, store_claim_cb cb,
-    void *arg) MUSTCHECK;
+    const int64_t *skip, size_t nskip, store_claim_cb cb, void *arg) MUSTCHECK;
 /* Writes n outcomes in one statement. Only rows still pending under our
  * lease change; the callback gets those (a late or repeated write is a
  * no-op, so it can never flip a sent message back). */

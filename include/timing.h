@@ -25,7 +25,7 @@
 #define TIMING_RECONNECT_CAP_MS 5000
 #define TIMING_RECONNECT_JITTER_PCT 20
 
-#define TIMING_PG_CONNECT_MS 5000	/* resolve + TCP + auth + startup */
+#define TIMING_PG_CONNECT_MS 5000 /* resolve + TCP + auth + startup */
 /* Every name of the host list at once; a name whose DNS never answers is
  * given up well inside the connect deadline, so the others still get
  * their turn. */
@@ -35,9 +35,9 @@
 #define TIMING_PG_DEADLINE_MARGIN_MS 2000
 
 #define TIMING_REDIS_RESOLVE_MS 2000
-#define TIMING_REDIS_CONNECT_MS 3000	/* TCP connect + AUTH/SELECT/PING */
-#define TIMING_REDIS_WATCHDOG_MS 5000	/* PING period; no answer = frozen */
-#define TIMING_REDIS_OP_MS 2000		/* one command's deadline */
+#define TIMING_REDIS_CONNECT_MS 3000  /* TCP connect + AUTH/SELECT/PING */
+#define TIMING_REDIS_WATCHDOG_MS 5000 /* PING period; no answer = frozen */
+#define TIMING_REDIS_OP_MS 2000	      /* one command's deadline */
 
 /* ---- delivery (scheduler.c, outcome.c, webhook.c) ---- */
 /* Must exceed TIMING_RECONNECT_CAP_MS plus one write: see above. */
@@ -57,6 +57,6 @@
 #define TIMING_RETRY_MAX_DELAY_MS (3600LL * 1000)
 #define TIMING_RETRY_JITTER_PCT 20
 
-#define TIMING_WEBHOOK_CONNECT_MS 5000	/* at most; WEBHOOK_TIMEOUT if less */
+#define TIMING_WEBHOOK_CONNECT_MS 5000 /* at most; WEBHOOK_TIMEOUT if less */
 
 #endif

@@ -23,18 +23,18 @@
 
 struct webhook_result {
 	int64_t id;
-	long http_status;	/* 0 when no HTTP answer */
-	int curl_code;		/* CURLE_OK or the error */
+	long http_status; /* 0 when no HTTP answer */
+	int curl_code;	  /* CURLE_OK or the error */
 	/* curl's error text or a short reason; NULL on CURLE_OK */
 	const char *error;
 	/* Reply body, NUL-terminated, "" when none; borrowed for the call */
 	const char *body;
 	size_t body_len;
-	bool body_truncated;	/* more than WEBHOOK_BODY_MAX came */
+	bool body_truncated; /* more than WEBHOOK_BODY_MAX came */
 	/* Retry-After (delta-seconds or HTTP-date), -1 when absent/invalid */
 	int64_t retry_after_s;
-	int64_t elapsed_ms;	/* from the post, queueing included */
-	bool aborted;		/* webhook_abort_all: outcome unknown */
+	int64_t elapsed_ms; /* from the post, queueing included */
+	bool aborted;	    /* webhook_abort_all: outcome unknown */
 };
 
 typedef void (*webhook_done_cb)(void *arg, const struct webhook_result *res);

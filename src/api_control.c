@@ -12,8 +12,8 @@ api_health(struct evhttp_request *req, void *arg)
 
 	UNUSED(arg);
 	util_rfc3339(util_wall_ms(), 0, ts, sizeof(ts));
-	reply_json(req, 200, json_pack("{s:s, s:s}", "status", "ok",
-	    "timestamp", ts));
+	reply_json(req, 200,
+	    json_pack("{s:s, s:s}", "status", "ok", "timestamp", ts));
 }
 
 /* Readiness: can this instance do its work? From the states the drivers
@@ -28,13 +28,11 @@ api_ready(struct evhttp_request *req, void *arg)
 
 	service_status(api->svc, &st);
 	util_rfc3339(util_wall_ms(), 0, ts, sizeof(ts));
-	reply_json(req, st.ready ? 200 : 503, json_pack(
-	    "{s:s, s:s, s:s, s:s, s:s}",
-	    "status", st.ready ? "ready" : "not ready",
-	    "database", st.database,
-	    "redis", st.redis,
-	    "scheduler", st.sending ? "active" : "inactive",
-	    "timestamp", ts));
+	reply_json(req, st.ready ? 200 : 503,
+	    json_pack("{s:s, s:s, s:s, s:s, s:s}", "status",
+		st.ready ? "ready" : "not ready", "database", st.database,
+		"redis", st.redis, "scheduler",
+		st.sending ? "active" : "inactive", "timestamp", ts));
 }
 
 void
@@ -43,9 +41,9 @@ api_start(struct evhttp_request *req, void *arg)
 	struct api *api = arg;
 
 	service_start_sending(api->svc);
-	reply_json(req, 200, json_pack("{s:s, s:s}",
-	    "message", "Automatic message sending started",
-	    "status", "active"));
+	reply_json(req, 200,
+	    json_pack("{s:s, s:s}", "message",
+		"Automatic message sending started", "status", "active"));
 }
 
 void
@@ -54,7 +52,7 @@ api_stop(struct evhttp_request *req, void *arg)
 	struct api *api = arg;
 
 	service_stop_sending(api->svc);
-	reply_json(req, 200, json_pack("{s:s, s:s}",
-	    "message", "Automatic message sending stopped",
-	    "status", "inactive"));
+	reply_json(req, 200,
+	    json_pack("{s:s, s:s}", "message",
+		"Automatic message sending stopped", "status", "inactive"));
 }

@@ -41,7 +41,8 @@ api_swagger_file(struct evhttp_request *req, const struct docs *docs,
 	char msg[320];
 
 	if (!docs_ui_ready(docs)) {
-		snprintf(msg, sizeof(msg), "Swagger UI assets are not installed "
+		snprintf(msg, sizeof(msg),
+		    "Swagger UI assets are not installed "
 		    "in %s: run `make swagger-ui` (or rebuild the image after "
 		    "it); the spec itself is at /openapi.yaml",
 		    docs_dir(docs));
@@ -53,8 +54,10 @@ api_swagger_file(struct evhttp_request *req, const struct docs *docs,
 		reply_error(req, 404, "not found");
 		return;
 	}
-	reply_bytes(req, f->content_type, strcmp(name, "index.html") == 0 ?
-	    "no-cache" : "public, max-age=3600", f->data, f->len);
+	reply_bytes(req, f->content_type,
+	    strcmp(name, "index.html") == 0 ? "no-cache" :
+					      "public, max-age=3600",
+	    f->data, f->len);
 }
 
 void
@@ -69,7 +72,8 @@ void
 api_swagger_asset(struct evhttp_request *req, void *arg)
 {
 	struct api *api = arg;
-	const char *raw = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	const char *raw =
+	    evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	char *path = evhttp_uridecode(raw, 0, NULL);
 
 	/* The router matched the decoded path against the /swagger/ prefix;

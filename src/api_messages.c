@@ -6,8 +6,7 @@
 #include "service.h"
 
 static void
-api_on_listed(void *arg, enum svc_err err, const struct message *msgs,
-    size_t n)
+api_on_listed(void *arg, enum svc_err err, const struct message *msgs, size_t n)
 {
 	struct http_ctx *ctx = arg;
 
@@ -21,7 +20,8 @@ void
 api_messages_list(struct evhttp_request *req, void *arg)
 {
 	struct api *api = arg;
-	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	const char *q =
+	    evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
 	struct http_ctx *ctx;
 	enum svc_err err;
 	char why[128];

@@ -47,14 +47,16 @@ app_on_drain_check(evutil_socket_t fd, short what, void *arg)
 		log_info("app", "drained, exiting", NULL);
 		flush = util_tv(0);
 	} else if (util_now_ms() >= app->drain_deadline_ms) {
-		log_warn("app", "shutdown deadline passed, abandoning work in "
-		    "flight", "{s:I, s:I, s:I, s:I, s:I}",
-		    "http_requests", (json_int_t)http_server_inflight(app->http),
+		log_warn("app",
+		    "shutdown deadline passed, abandoning work in "
+		    "flight",
+		    "{s:I, s:I, s:I, s:I, s:I}", "http_requests",
+		    (json_int_t)http_server_inflight(app->http),
 		    "webhook_requests", (json_int_t)sched_inflight(app->sched),
 		    "unrecorded_outcomes",
-		    (json_int_t)sched_unrecorded(app->sched),
-		    "db_queries", (json_int_t)pg_pending(app->pg),
-		    "redis_commands", (json_int_t)redis_pending(app->redis));
+		    (json_int_t)sched_unrecorded(app->sched), "db_queries",
+		    (json_int_t)pg_pending(app->pg), "redis_commands",
+		    (json_int_t)redis_pending(app->redis));
 		http_server_abort_inflight(app->http);
 		/* Their leases run out and they are sent again later. */
 		webhook_abort_all(app->webhook);
@@ -124,8 +126,9 @@ app_new(const struct config *cfg)
 	app->svc = service_new(app->pg, app->redis, app->sched);
 	app->http = http_server_new(app->base, api_routes, api_routes_count,
 	    &app->api, cfg->request_timeout_ms);
-	app->api = (struct api){ .svc = app->svc, .http = app->http,
-	    .docs = app->docs };
+	app->api = (struct api) { .svc = app->svc,
+		.http = app->http,
+		.docs = app->docs };
 	app->ev_sigterm = evsignal_new(app->base, SIGTERM, app_on_signal, app);
 	app->ev_sigint = evsignal_new(app->base, SIGINT, app_on_signal, app);
 	app->ev_drain = event_new(app->base, -1, EV_PERSIST, app_on_drain_check,

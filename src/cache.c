@@ -76,13 +76,14 @@ cache_put_sent(struct redis_client *rc, int64_t id, const char *message_id,
 		return -1;
 	}
 	if (cache_down_streak > 0) {
-		log_info("cache", "redis back: cache writes missed while it was "
-		    "down are not replayed", "{s:I}", "missed",
-		    (json_int_t)cache_down_streak);
+		log_info("cache",
+		    "redis back: cache writes missed while it was "
+		    "down are not replayed",
+		    "{s:I}", "missed", (json_int_t)cache_down_streak);
 		cache_down_streak = 0;
 	}
-	if (sent_at == NULL || (value = cache_value(message_id, sent_at)) ==
-	    NULL) {
+	if (sent_at == NULL ||
+	    (value = cache_value(message_id, sent_at)) == NULL) {
 		log_warn("cache", "cache write skipped: bad sentAt", "{s:I}",
 		    "id", (json_int_t)id);
 		return -1;

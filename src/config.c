@@ -20,6 +20,7 @@
 
 #define DAY_MS (24LL * 3600 * 1000)
 
+/* clang-format off */
 /* offsetof, and a compile-time check that the field has the kind's C type:
  * comparing distinct pointer types is a diagnostic, an error with -Werror. */
 #define CONFIG_FIELD(f, type) (offsetof(struct config, f) + \
@@ -29,6 +30,7 @@
 
 #define ROW(name, kind, dflt, lo, hi, flags, f, type, parse, doc) \
 	{ name, kind, dflt, lo, hi, flags, CONFIG_FIELD(f, type), parse, doc }
+/* clang-format on */
 #define ROW_DURATION(name, dflt, lo, hi, flags, f, doc) \
 	ROW(name, CONFIG_DURATION, dflt, lo, hi, flags, f, int64_t, NULL, doc)
 #define ROW_INT(name, dflt, lo, hi, f, doc) \
@@ -45,7 +47,8 @@ static config_parse_fn config_parse_redis_addr, config_parse_webhook_host,
 const struct config_var config_vars[] = {
 	ROW("DATABASE_DSN", CONFIG_DSN,
 	    "postgres://postgres:postgres@localhost:5432/gopulse_messages"
-	    "?sslmode=disable", 0, 0, 0, database_dsn, char *, NULL,
+	    "?sslmode=disable",
+	    0, 0, 0, database_dsn, char *, NULL,
 	    "libpq connection string or URI; its options are checked at start "
 	    "as libpq checks them when connecting"),
 	ROW_STRING("REDIS_ADDR", "localhost:6379", 0, redis_addr,
@@ -59,8 +62,7 @@ const struct config_var config_vars[] = {
 	    config_parse_webhook_path,
 	    "joined to the host with exactly one `/`"),
 	ROW_INT("PORT", "8080", 1, 65535, port, "HTTP listen port"),
-	ROW_STRING("BIND_ADDR", "0.0.0.0", 0, bind_addr,
-	    config_parse_bind_addr,
+	ROW_STRING("BIND_ADDR", "0.0.0.0", 0, bind_addr, config_parse_bind_addr,
 	    "HTTP listen address (numeric IPv4 or IPv6); `gopulse-messages "
 	    "healthcheck` dials it (`127.0.0.1` for `0.0.0.0`, `::1` for "
 	    "`::`)"),
@@ -91,8 +93,7 @@ const struct config_var config_vars[] = {
 	    "TTL of the Redis entry of a sent message"),
 	ROW("LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0, 0, log_level,
 	    enum log_level, NULL, "`debug`, `info`, `warn`, `error`"),
-	ROW_DURATION("REQUEST_TIMEOUT", "5s", 10, 600000, 0,
-	    request_timeout_ms,
+	ROW_DURATION("REQUEST_TIMEOUT", "5s", 10, 600000, 0, request_timeout_ms,
 	    "an API request waiting on the database answers 503 after this"),
 	ROW_DURATION("DB_QUERY_TIMEOUT", "15s", 100, 3600000, 0,
 	    db_query_timeout_ms,
@@ -175,9 +176,11 @@ config_parse_duration(const char *s, int64_t *ms, const char **why)
 void
 config_format_duration(int64_t ms, char *buf, size_t len)
 {
+	/* clang-format off */
 	static const struct { const char *unit; int64_t ms; } units[] = {
 		{ "h", 3600000 }, { "m", 60000 }, { "s", 1000 }, { "ms", 1 },
 	};
+	/* clang-format on */
 	size_t used = 0;
 
 	if (ms <= 0) {
@@ -225,8 +228,8 @@ config_range_text(const struct config_var *var, const char *to, char *buf,
 		snprintf(hi, sizeof(hi), "%lld", (long long)var->max);
 	}
 	snprintf(buf, len, "%s%s%s%s",
-	    (var->flags & CONFIG_ZERO_OFF) && var->min > 0 ? "0 or " : "",
-	    lo, to, hi);
+	    (var->flags & CONFIG_ZERO_OFF) && var->min > 0 ? "0 or " : "", lo,
+	    to, hi);
 }
 
 static int
@@ -276,8 +279,8 @@ config_parse_bool_var(struct config *cfg, const struct config_var *var,
 	for (size_t i = 0; i < ARRAY_LEN(yes); i++) {
 		if (strcasecmp(value, yes[i]) == 0 ||
 		    strcasecmp(value, no[i]) == 0) {
-			*CONFIG_AT(cfg, var, bool) =
-			    strcasecmp(value, yes[i]) == 0;
+			*CONFIG_AT(cfg, var, bool) = strcasecmp(value,
+							 yes[i]) == 0;
 			return 0;
 		}
 	}
@@ -416,7 +419,7 @@ config_load_one(struct config *cfg, const struct config_var *var, char *err,
     size_t errlen)
 {
 	config_parse_fn *parse = var->parse ? var->parse :
-	    config_kind_parse[var->kind];
+					      config_kind_parse[var->kind];
 	const char *value = getenv(var->name);
 	char why[320] = "";
 	char *shown;
@@ -450,8 +453,7 @@ config_load(struct config *cfg, char *err, size_t errlen)
 }
 
 int
-config_load_var(struct config *cfg, const char *name, char *err,
-    size_t errlen)
+config_load_var(struct config *cfg, const char *name, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < config_nvars; i++)
 		if (strcmp(config_vars[i].name, name) == 0)
@@ -504,8 +506,8 @@ config_value_json(const struct config *cfg, const struct config_var *var)
 	case CONFIG_BOOL:
 		return json_boolean(*CONFIG_AT(cfg, var, bool));
 	case CONFIG_LOG_LEVEL:
-		return json_string(log_level_name(
-		    *CONFIG_AT(cfg, var, enum log_level)));
+		return json_string(log_level_name(*CONFIG_AT(cfg, var,
+		    enum log_level)));
 	case CONFIG_DSN:
 		masked = dsn_mask(*CONFIG_AT(cfg, var, char *));
 		j = config_json_string(masked);
@@ -580,24 +582,26 @@ void
 config_doc_json(FILE *out)
 {
 	static const char *const kinds[] = {
-		[CONFIG_DURATION] = "duration", [CONFIG_INT] = "int",
-		[CONFIG_BOOL] = "bool", [CONFIG_STRING] = "string",
-		[CONFIG_DSN] = "dsn", [CONFIG_LOG_LEVEL] = "log_level",
+		[CONFIG_DURATION] = "duration",
+		[CONFIG_INT] = "int",
+		[CONFIG_BOOL] = "bool",
+		[CONFIG_STRING] = "string",
+		[CONFIG_DSN] = "dsn",
+		[CONFIG_LOG_LEVEL] = "log_level",
 	};
 	json_t *rows = json_array();
 
 	for (size_t i = 0; i < config_nvars; i++) {
 		const struct config_var *var = &config_vars[i];
 
-		json_array_append_new(rows, json_pack(
-		    "{s:s, s:s, s:s, s:I, s:I, s:b, s:b, s:b, s:s}",
-		    "name", var->name, "kind", kinds[var->kind],
-		    "default", var->dflt, "min", (json_int_t)var->min,
-		    "max", (json_int_t)var->max,
-		    "secret", (var->flags & CONFIG_SECRET) != 0,
-		    "zero_off", (var->flags & CONFIG_ZERO_OFF) != 0,
-		    "image", (var->flags & CONFIG_IMAGE) != 0,
-		    "doc", var->doc));
+		json_array_append_new(rows,
+		    json_pack("{s:s, s:s, s:s, s:I, s:I, s:b, s:b, s:b, s:s}",
+			"name", var->name, "kind", kinds[var->kind], "default",
+			var->dflt, "min", (json_int_t)var->min, "max",
+			(json_int_t)var->max, "secret",
+			(var->flags & CONFIG_SECRET) != 0, "zero_off",
+			(var->flags & CONFIG_ZERO_OFF) != 0, "image",
+			(var->flags & CONFIG_IMAGE) != 0, "doc", var->doc));
 	}
 	json_dumpf(rows, out, JSON_INDENT(1));
 	fputc('\n', out);

@@ -72,8 +72,8 @@ docs_new(const char *dir)
 
 	d->dir = xstrdup(dir);
 	if (dp == NULL) {
-		log_warn("docs", "Swagger UI unavailable: no assets", "{s:s, s:s}",
-		    "dir", dir, "reason", strerror(errno));
+		log_warn("docs", "Swagger UI unavailable: no assets",
+		    "{s:s, s:s}", "dir", dir, "reason", strerror(errno));
 		return d;
 	}
 	while ((de = readdir(dp)) != NULL && d->nfiles < DOCS_MAX_FILES) {
@@ -97,8 +97,10 @@ docs_new(const char *dir)
 		log_info("docs", "Swagger UI ready", "{s:s, s:I}", "dir", dir,
 		    "files", (json_int_t)d->nfiles);
 	else
-		log_warn("docs", "Swagger UI unavailable: assets missing "
-		    "(run make swagger-ui)", "{s:s}", "dir", dir);
+		log_warn("docs",
+		    "Swagger UI unavailable: assets missing "
+		    "(run make swagger-ui)",
+		    "{s:s}", "dir", dir);
 	return d;
 }
 

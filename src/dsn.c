@@ -26,37 +26,46 @@ static const struct {
 	const char *keyword;
 	const char *values[7];
 } dsn_enums[] = {
-	{ "sslmode", { "disable", "allow", "prefer", "require", "verify-ca",
-	    "verify-full" } },
+	{ "sslmode",
+	    { "disable", "allow", "prefer", "require", "verify-ca",
+		"verify-full" } },
 	{ "gssencmode", { "disable", "prefer", "require" } },
 	{ "channel_binding", { "disable", "prefer", "require" } },
-	{ "target_session_attrs", { "any", "read-write", "read-only",
-	    "primary", "standby", "prefer-standby" } },
+	{ "target_session_attrs",
+	    { "any", "read-write", "read-only", "primary", "standby",
+		"prefer-standby" } },
 };
 
 /* Options libpq reads with parse_int_param. pg.c passes its own keepalive
  * and tcp_user_timeout values after the DSN's, and the kernel, not libpq,
  * bounds those: only their form is checked here. */
 static const char *const dsn_ints[] = {
-	"connect_timeout", "keepalives", "keepalives_idle",
-	"keepalives_interval", "keepalives_count", "tcp_user_timeout",
+	"connect_timeout",
+	"keepalives",
+	"keepalives_idle",
+	"keepalives_interval",
+	"keepalives_count",
+	"tcp_user_timeout",
 };
 
 /* In order: a range is valid when min is not above max. */
 static const char *const dsn_tls[] = {
-	"TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3",
+	"TLSv1",
+	"TLSv1.1",
+	"TLSv1.2",
+	"TLSv1.3",
 };
 
 struct dsn_opts {
-	PQconninfoOption *given;	/* from the DSN */
-	PQconninfoOption *dflt;		/* service, PG* variables, libpq's */
+	PQconninfoOption *given; /* from the DSN */
+	PQconninfoOption *dflt;	 /* service, PG* variables, libpq's */
 };
 
 static const char *
 dsn_find(const PQconninfoOption *opts, const char *keyword)
 {
 	for (const PQconninfoOption *o = opts; o != NULL && o->keyword != NULL;
-	    o++)
+	     o++)
 		if (strcmp(o->keyword, keyword) == 0)
 			return o->val;
 	return NULL;
@@ -160,8 +169,9 @@ dsn_check_values(const struct dsn_opts *o, char *why, size_t whylen)
 			continue;
 		strcpy(what, "is not one of (");
 		for (k = 0; allowed[k] != NULL; k++)
-			snprintf(what + strlen(what), sizeof(what) - strlen(what),
-			    "%s%s", allowed[k], allowed[k + 1] ? ", " : ")");
+			snprintf(what + strlen(what),
+			    sizeof(what) - strlen(what), "%s%s", allowed[k],
+			    allowed[k + 1] ? ", " : ")");
 		return dsn_bad(why, whylen, dsn_enums[i].keyword, v, from,
 		    what);
 	}
@@ -174,10 +184,12 @@ dsn_check_values(const struct dsn_opts *o, char *why, size_t whylen)
 	max = dsn_get(o, "ssl_max_protocol_version", &max_from);
 	if (min != NULL && *min != '\0' && dsn_tls_rank(min) < 0)
 		return dsn_bad(why, whylen, "ssl_min_protocol_version", min,
-		    min_from, "is not one of (TLSv1, TLSv1.1, TLSv1.2, TLSv1.3)");
+		    min_from,
+		    "is not one of (TLSv1, TLSv1.1, TLSv1.2, TLSv1.3)");
 	if (max != NULL && *max != '\0' && dsn_tls_rank(max) < 0)
 		return dsn_bad(why, whylen, "ssl_max_protocol_version", max,
-		    max_from, "is not one of (TLSv1, TLSv1.1, TLSv1.2, TLSv1.3)");
+		    max_from,
+		    "is not one of (TLSv1, TLSv1.1, TLSv1.2, TLSv1.3)");
 	if (min != NULL && *min != '\0' && max != NULL && *max != '\0' &&
 	    dsn_tls_rank(min) > dsn_tls_rank(max)) {
 		snprintf(what, sizeof(what),
@@ -201,9 +213,12 @@ dsn_check_hosts(const struct dsn_opts *o, char *why, size_t whylen)
 	port = dsn_get(o, "port", &port_from);
 	if (addr != NULL && *addr != '\0') {
 		nhosts = dsn_count(addr);
-		if (host != NULL && *host != '\0' && dsn_count(host) != nhosts) {
-			snprintf(why, whylen, "host lists %zu names for %zu "
-			    "hostaddr values", dsn_count(host), nhosts);
+		if (host != NULL && *host != '\0' &&
+		    dsn_count(host) != nhosts) {
+			snprintf(why, whylen,
+			    "host lists %zu names for %zu "
+			    "hostaddr values",
+			    dsn_count(host), nhosts);
 			return -1;
 		}
 		list = xstrdup(addr);
@@ -242,8 +257,8 @@ dsn_check_hosts(const struct dsn_opts *o, char *why, size_t whylen)
 
 		if ((end = strchr(tok, ',')) != NULL)
 			*end++ = '\0';
-		if (*tok != '\0' && (!dsn_int_ok(tok, &n) || n < 1 ||
-		    n > 65535)) {
+		if (*tok != '\0' &&
+		    (!dsn_int_ok(tok, &n) || n < 1 || n > 65535)) {
 			dsn_bad(why, whylen, "port", tok, port_from,
 			    "is not a number from 1 to 65535");
 			free(list);
@@ -276,8 +291,8 @@ dsn_secret_spans(const char *dsn, struct dsn_span *spans, size_t max)
 
 		colon = memchr(p + 3, ':', (size_t)(at - p - 3));
 		if (*at == '@' && colon != NULL && n < max)
-			spans[n++] = (struct dsn_span){ colon + 1,
-			    (size_t)(at - colon - 1) };
+			spans[n++] = (struct dsn_span) { colon + 1,
+				(size_t)(at - colon - 1) };
 	}
 	for (p = dsn; (p = strstr(p, "password")) != NULL && n < max;) {
 		const char *v = p + strlen("password"), *e;
@@ -303,7 +318,7 @@ dsn_secret_spans(const char *dsn, struct dsn_span *spans, size_t max)
 				break;
 			e = w + wl;
 		}
-		spans[n++] = (struct dsn_span){ v, (size_t)(e - v) };
+		spans[n++] = (struct dsn_span) { v, (size_t)(e - v) };
 	}
 	return n;
 }
@@ -341,7 +356,7 @@ dsn_redact(const char *msg, const char *dsn, char *out, size_t outlen)
 
 		if (*p == '"' && (close = strchr(p + 1, '"')) != NULL &&
 		    dsn_overlaps(p + 1, (size_t)(close - p - 1), spans,
-		    nspans)) {
+			nspans)) {
 			len = snprintf(out + used, outlen - used, "\"*****\"");
 			p = close + 1;
 		} else if (*p == '"' && close != NULL) {
@@ -353,7 +368,7 @@ dsn_redact(const char *msg, const char *dsn, char *out, size_t outlen)
 			len = 1;
 		}
 		used += (size_t)len < outlen - used ? (size_t)len :
-		    outlen - used - 1;
+						      outlen - used - 1;
 	}
 	out[used] = '\0';
 }
@@ -376,7 +391,9 @@ dsn_check(const char *dsn, char *why, size_t whylen)
 	}
 	o.dflt = dsn_defaults(dsn_find(o.given, "service"));
 	rc = dsn_check_values(&o, why, whylen) == 0 &&
-	    dsn_check_hosts(&o, why, whylen) == 0 ? 0 : -1;
+		dsn_check_hosts(&o, why, whylen) == 0 ?
+	    0 :
+	    -1;
 	PQconninfoFree(o.dflt);
 	PQconninfoFree(o.given);
 	return rc;

@@ -40,7 +40,8 @@ fake_sentence(char buf[FAKE_CONTENT_MAX])
 	size_t len = 0;
 
 	for (size_t i = 0; i < want; i++) {
-		const char *w = fake_words[util_rand_below(ARRAY_LEN(fake_words))];
+		const char *w =
+		    fake_words[util_rand_below(ARRAY_LEN(fake_words))];
 		size_t wl = strlen(w);
 
 		/* Room for a space before and the final '.' after. */

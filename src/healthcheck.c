@@ -80,8 +80,10 @@ healthcheck_run(void)
 	sslen = healthcheck_target(cfg.bind_addr, port, &ss, host,
 	    sizeof(host));
 	config_fini(&cfg);
-	len = snprintf(req, sizeof(req), "GET /health HTTP/1.1\r\nHost: "
-	    "%s:%d\r\nConnection: close\r\n\r\n", host, port);
+	len = snprintf(req, sizeof(req),
+	    "GET /health HTTP/1.1\r\nHost: "
+	    "%s:%d\r\nConnection: close\r\n\r\n",
+	    host, port);
 	if (sslen == 0)
 		return healthcheck_fail("BIND_ADDR", "not an IP address");
 	fd = socket(ss.ss_family, SOCK_STREAM, 0);
@@ -104,7 +106,7 @@ healthcheck_run(void)
 	close(fd);
 	resp[got] = '\0';
 	if (strncmp(resp, "HTTP/1.1 200 ", 13) != 0 || !strstr(resp, "\"ok\""))
-		return healthcheck_fail("GET /health", got ? strtok(resp, "\r") :
-		    "no answer");
+		return healthcheck_fail("GET /health",
+		    got ? strtok(resp, "\r") : "no answer");
 	return 0;
 }

@@ -17,9 +17,9 @@
 #define HTTP_ACCEPT_PAUSE_MS 100
 
 struct http_ctx {
-	LIST_ENTRY(http_ctx) link;	/* on srv->inflight while attached */
-	struct http_server *srv;	/* NULL once detached */
-	struct evhttp_request *req;	/* weak: NULL once answered */
+	LIST_ENTRY(http_ctx) link;  /* on srv->inflight while attached */
+	struct http_server *srv;    /* NULL once detached */
+	struct evhttp_request *req; /* weak: NULL once answered */
 	struct event *deadline;
 };
 
@@ -27,7 +27,7 @@ struct http_server {
 	struct event_base *base;
 	struct evhttp *http;
 	struct evhttp_bound_socket *bound;
-	struct event *ev_resume;	/* re-enables accept after EMFILE */
+	struct event *ev_resume; /* re-enables accept after EMFILE */
 	const struct route *routes;
 	size_t nroutes;
 	void *arg;
@@ -66,7 +66,8 @@ http_on_resume(evutil_socket_t fd, short what, void *arg)
 	UNUSED(fd);
 	UNUSED(what);
 	if (srv->bound != NULL)
-		evconnlistener_enable(evhttp_bound_socket_get_listener(srv->bound));
+		evconnlistener_enable(
+		    evhttp_bound_socket_get_listener(srv->bound));
 }
 
 /* The listener's error callback gets evhttp's own argument, not ours;
@@ -115,10 +116,10 @@ http_server_new(struct event_base *base, const struct route *routes,
 	evhttp_set_flags(srv->http, EVHTTP_SERVER_LINGERING_CLOSE);
 	/* Every method reaches the router, so a known path answers 405
 	 * rather than evhttp's 501. */
-	evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
-	    EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-	    EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-	    EVHTTP_REQ_CONNECT);
+	evhttp_set_allowed_methods(srv->http,
+	    EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+		EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
+		EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
 	evhttp_set_default_content_type(srv->http, "application/json");
 	evhttp_set_gencb(srv->http, http_on_request, srv);
 	return srv;
@@ -135,8 +136,8 @@ http_server_listen(struct http_server *srv, const char *addr, int port)
 		return -1;
 	}
 	http_listening = srv;
-	evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(srv->bound),
-	    http_on_accept_error);
+	evconnlistener_set_error_cb(
+	    evhttp_bound_socket_get_listener(srv->bound), http_on_accept_error);
 	log_info("http", "listening", "{s:s, s:i}", "addr", addr, "port", port);
 	return 0;
 }

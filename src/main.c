@@ -18,10 +18,11 @@ static int
 main_usage(FILE *out)
 {
 	fputs("usage: gopulse-messages [healthcheck | --version | --help]\n"
-	    "  healthcheck  GET /health on $BIND_ADDR:$PORT (loopback for a "
-	    "wildcard\n"
-	    "               address); exit 0 when it answers 200\n"
-	    "Configuration comes from the environment; see README.md.\n", out);
+	      "  healthcheck  GET /health on $BIND_ADDR:$PORT (loopback for a "
+	      "wildcard\n"
+	      "               address); exit 0 when it answers 200\n"
+	      "Configuration comes from the environment; see README.md.\n",
+	    out);
 	return out == stdout ? 0 : 2;
 }
 
@@ -55,7 +56,7 @@ main(int argc, char **argv)
 			return 0;
 		}
 		return main_usage(strcmp(argv[1], "--help") == 0 ? stdout :
-		    stderr);
+								   stderr);
 	}
 	if (config_load(&cfg, err, sizeof(err)) != 0) {
 		char ts[32];

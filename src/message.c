@@ -4,15 +4,11 @@
 json_t *
 message_to_json(const struct message *m)
 {
-	return json_pack("{s:I, s:s, s:s, s:s, s:s?, s:i, s:s, s:s?}",
-	    "id", (json_int_t)m->id,
-	    "recipient", m->recipient,
-	    "content", m->content,
-	    "status", m->status,
-	    "sent_at", m->sent_at,
-	    "retry_count", m->retry_count,
-	    "created_at", m->created_at,
-	    "response_id", m->response_id);
+	return json_pack("{s:I, s:s, s:s, s:s, s:s?, s:i, s:s, s:s?}", "id",
+	    (json_int_t)m->id, "recipient", m->recipient, "content", m->content,
+	    "status", m->status, "sent_at", m->sent_at, "retry_count",
+	    m->retry_count, "created_at", m->created_at, "response_id",
+	    m->response_id);
 }
 
 json_t *

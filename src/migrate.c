@@ -58,7 +58,7 @@ migrate_is_applied(const char *list, const char *version)
 {
 	size_t n = strlen(version);
 
-	for (const char *p = list; p != NULL && *p; ) {
+	for (const char *p = list; p != NULL && *p;) {
 		const char *comma = strchr(p, ',');
 		size_t len = comma ? (size_t)(comma - p) : strlen(p);
 
@@ -94,7 +94,8 @@ migrate_on_locked(void *arg, const PGresult *res, const char *err)
 		step->file = f;
 		/* Names are [a-z0-9_] (checked when embedded): safe to quote. */
 		script = xasprintf("BEGIN;\n%s\n;INSERT INTO schema_migrations "
-		    "(version) VALUES ('%s');\nCOMMIT;", f->sql, f->version);
+				   "(version) VALUES ('%s');\nCOMMIT;",
+		    f->sql, f->version);
 		if (pg_setup_query(pg, script, migrate_on_applied, step) != 0)
 			free(step);
 		free(script);
@@ -102,8 +103,9 @@ migrate_on_locked(void *arg, const PGresult *res, const char *err)
 	}
 	if (pending == 0)
 		log_debug("migrate", "schema up to date", NULL);
-	if (pg_setup_query(pg, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")",
-	    migrate_on_unlocked, pg) != 0)
+	if (pg_setup_query(pg,
+		"SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")",
+		migrate_on_unlocked, pg) != 0)
 		pg_setup_failed(pg, "cannot queue the unlock");
 }
 
@@ -112,12 +114,12 @@ migrate_on_connect(struct pg_conn *pg, void *arg)
 {
 	UNUSED(arg);
 	if (pg_setup_query(pg,
-	    "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ");\n"
-	    "CREATE TABLE IF NOT EXISTS schema_migrations (\n"
-	    "  version text PRIMARY KEY,\n"
-	    "  applied_at timestamptz NOT NULL DEFAULT now());\n"
-	    "SELECT string_agg(version, ',') FROM schema_migrations;",
-	    migrate_on_locked, pg) != 0)
+		"SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ");\n"
+		"CREATE TABLE IF NOT EXISTS schema_migrations (\n"
+		"  version text PRIMARY KEY,\n"
+		"  applied_at timestamptz NOT NULL DEFAULT now());\n"
+		"SELECT string_agg(version, ',') FROM schema_migrations;",
+		migrate_on_locked, pg) != 0)
 		pg_setup_failed(pg, "cannot queue the migration");
 }
 

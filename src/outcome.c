@@ -13,7 +13,8 @@ const char *
 outcome_status(enum outcome_kind kind)
 {
 	return kind == OUTCOME_SENT ? "sent" :
-	    kind == OUTCOME_FAILED ? "failed" : "pending";
+	    kind == OUTCOME_FAILED  ? "failed" :
+				      "pending";
 }
 
 int64_t
@@ -21,7 +22,8 @@ outcome_retry_delay_ms(int attempt, int64_t base_ms, int64_t retry_after_s)
 {
 	if (retry_after_s >= 0)
 		return retry_after_s * 1000 > TIMING_RETRY_MAX_DELAY_MS ?
-		    TIMING_RETRY_MAX_DELAY_MS : retry_after_s * 1000;
+		    TIMING_RETRY_MAX_DELAY_MS :
+		    retry_after_s * 1000;
 	return util_backoff_ms(base_ms, TIMING_RETRY_MAX_DELAY_MS,
 	    (unsigned)(attempt > 1 ? attempt - 1 : 0), TIMING_RETRY_JITTER_PCT);
 }
@@ -74,8 +76,8 @@ outcome_decide(struct outcome *o, const struct webhook_result *res,
 		return;
 	}
 	if (res->curl_code != 0)
-		why = xasprintf("%s", res->error ? res->error :
-		    "transport error");
+		why = xasprintf("%s",
+		    res->error ? res->error : "transport error");
 	else
 		why = xasprintf("HTTP %ld", res->http_status);
 	o->retry_count = attempt;
@@ -89,13 +91,14 @@ outcome_decide(struct outcome *o, const struct webhook_result *res,
 	} else {
 		int64_t ra = -1;
 
-		if (res->curl_code == 0 && (res->http_status == 429 ||
-		    res->http_status == 503))
+		if (res->curl_code == 0 &&
+		    (res->http_status == 429 || res->http_status == 503))
 			ra = res->retry_after_s;
 		o->kind = OUTCOME_RETRY;
 		o->error = why;
 		why = NULL;
-		o->delay_ms = outcome_retry_delay_ms(attempt, base_delay_ms, ra);
+		o->delay_ms = outcome_retry_delay_ms(attempt, base_delay_ms,
+		    ra);
 	}
 	free(why);
 }

@@ -17,7 +17,7 @@ struct pg_op {
 	char *sql;
 	int nparams;
 	char **params;
-	bool simple;		/* PQsendQuery: multi-statement script */
+	bool simple; /* PQsendQuery: multi-statement script */
 	pg_result_cb cb;
 	void *arg;
 };
@@ -28,21 +28,21 @@ struct pg_conn {
 	enum pg_state state;
 	struct event_base *base;
 	char *dsn;
-	char *options;		/* "-c statement_timeout=..." */
+	char *options; /* "-c statement_timeout=..." */
 	struct resolver *resolver;
-	struct pghosts *hosts;	/* NULL when libpq looks up no name */
+	struct pghosts *hosts; /* NULL when libpq looks up no name */
 	int64_t query_timeout_ms;
 	PGconn *conn;
 	struct event *ev_io;	/* one-shot, re-created per connect poll */
 	struct event *ev_read;	/* persistent once connected */
-	struct event *ev_write;	/* one-shot while output is pending */
+	struct event *ev_write; /* one-shot while output is pending */
 	struct event *ev_retry;
-	struct event *ev_deadline;	/* connect or current query */
-	struct event *ev_kick;	/* sends queued work from the loop */
+	struct event *ev_deadline; /* connect or current query */
+	struct event *ev_kick;	   /* sends queued work from the loop */
 	struct reconnect reconnect;
 	struct pg_op_list queue;
 	struct pg_op *current;
-	PGresult *result;	/* kept for the current op until its NULL */
+	PGresult *result; /* kept for the current op until its NULL */
 	pg_setup_cb setup;
 	void *setup_arg;
 };
@@ -249,7 +249,8 @@ pg_send_next(struct pg_conn *pg)
 		pg_fail(pg, PQerrorMessage(pg->conn));
 		return;
 	}
-	pg_deadline_arm(pg, pg->query_timeout_ms + TIMING_PG_DEADLINE_MARGIN_MS);
+	pg_deadline_arm(pg,
+	    pg->query_timeout_ms + TIMING_PG_DEADLINE_MARGIN_MS);
 	pg_flush(pg);
 }
 
@@ -339,8 +340,8 @@ pg_on_readable(evutil_socket_t fd, short what, void *arg)
 	}
 	/* libpq asks for this to avoid a deadlock: reading may unblock a
 	 * pending write. */
-	if (PQisnonblocking(pg->conn) && event_pending(pg->ev_write,
-	    EV_WRITE, NULL)) {
+	if (PQisnonblocking(pg->conn) &&
+	    event_pending(pg->ev_write, EV_WRITE, NULL)) {
 		pg_flush(pg);
 		if (pg->conn == NULL)
 			return;
@@ -374,7 +375,8 @@ pg_on_deadline(evutil_socket_t fd, short what, void *arg)
 static void
 pg_on_notice(void *arg, const PGresult *res)
 {
-	const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *sev = PQresultErrorField(res,
+	    PG_DIAG_SEVERITY_NONLOCALIZED);
 	char *msg = xstrdup(PQresultErrorMessage(res));
 	enum log_level lvl = LOG_DEBUG;
 
@@ -513,7 +515,7 @@ pg_connect(struct pg_conn *pg)
 	 * may come back under another address. */
 	if (pg->hosts != NULL) {
 		if (pghosts_resolve(pg->hosts, pg->resolver,
-		    TIMING_PG_RESOLVE_MS, pg_on_resolved, pg) != 0)
+			TIMING_PG_RESOLVE_MS, pg_on_resolved, pg) != 0)
 			pg_fail(pg, "resolver unavailable");
 		return;
 	}

@@ -24,20 +24,20 @@
 
 struct pghost {
 	struct pghosts *owner;
-	char *host;		/* as libpq splits it; "": default socket */
-	char *addr;		/* its hostaddr entry, "" for none */
-	char *port;		/* its own port; NULL when one serves all */
-	bool lookup;		/* a name libpq would resolve itself */
+	char *host;  /* as libpq splits it; "": default socket */
+	char *addr;  /* its hostaddr entry, "" for none */
+	char *port;  /* its own port; NULL when one serves all */
+	bool lookup; /* a name libpq would resolve itself */
 	struct resolve_req *req;
-	char ip[RESOLVE_IP_MAX];	/* this round's answer, "" for none */
+	char ip[RESOLVE_IP_MAX]; /* this round's answer, "" for none */
 	char err[96];
-	bool warned;		/* skipped, and said so at warn */
+	bool warned; /* skipped, and said so at warn */
 };
 
 struct pghosts {
 	struct pghost *hosts;
 	size_t n;
-	size_t outstanding;	/* lookups of this round not answered yet */
+	size_t outstanding; /* lookups of this round not answered yet */
 	pghosts_cb cb;
 	void *arg;
 	char *host_out, *addr_out, *port_out;
@@ -115,10 +115,10 @@ pghosts_new_with(const char *dsn, const struct pghosts_defaults *def)
 	if (port == NULL)
 		port = def->port;
 	if (host == NULL || host[0] == '\0')
-		goto out;	/* no names at all */
+		goto out; /* no names at all */
 	n = pghosts_count_items(addr && addr[0] ? addr : host);
 	if (pghosts_count_items(host) != n)
-		goto out;	/* libpq refuses it before any lookup */
+		goto out; /* libpq refuses it before any lookup */
 	if (port != NULL && port[0] != '\0') {
 		nports = pghosts_count_items(port);
 		if (nports != 1 && nports != n)

@@ -12,7 +12,7 @@ struct producer {
 	struct pg_conn *pg;
 	struct event *ev_tick;
 	int64_t interval_ms;
-	bool in_flight;		/* the overlap guard */
+	bool in_flight; /* the overlap guard */
 	unsigned long skipped;
 };
 
@@ -41,13 +41,16 @@ prod_on_tick(evutil_socket_t fd, short what, void *arg)
 	UNUSED(what);
 	/* A slow insert must not pile up ticks behind it. */
 	if (p->in_flight) {
-		log_warn("producer", "tick skipped: previous insert still in "
-		    "flight", "{s:I}", "skipped", (json_int_t)++p->skipped);
+		log_warn("producer",
+		    "tick skipped: previous insert still in "
+		    "flight",
+		    "{s:I}", "skipped", (json_int_t)++p->skipped);
 		return;
 	}
 	fake_phone(to);
 	fake_sentence(content);
-	if (store_insert_message(p->pg, to, content, prod_on_inserted, p) != 0) {
+	if (store_insert_message(p->pg, to, content, prod_on_inserted, p) !=
+	    0) {
 		log_warn("producer", "tick skipped: database unavailable",
 		    "{s:I}", "skipped", (json_int_t)++p->skipped);
 		return;
@@ -72,7 +75,8 @@ prod_start(struct producer *p)
 	struct timeval tv = util_tv(p->interval_ms);
 
 	if (p->interval_ms <= 0) {
-		log_info("producer", "producer off (PRODUCER_INTERVAL=0)", NULL);
+		log_info("producer", "producer off (PRODUCER_INTERVAL=0)",
+		    NULL);
 		return;
 	}
 	event_add(p->ev_tick, &tv);

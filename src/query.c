@@ -46,8 +46,9 @@ query_int_param(struct evkeyvalq *kv, const char *name, long min, long max,
 	if (val == NULL)
 		return 0;
 	if (query_uint(val, max, &v) != 0 || v < min) {
-		snprintf(err, errlen, "%s must be a whole number from %ld to %ld",
-		    name, min, max);
+		snprintf(err, errlen,
+		    "%s must be a whole number from %ld to %ld", name, min,
+		    max);
 		return -1;
 	}
 	*out = (int)v;

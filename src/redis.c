@@ -21,20 +21,19 @@
 #include "timing.h"
 #include "util.h"
 
-
 enum redis_op_kind { OP_USER, OP_AUTH, OP_SELECT, OP_HELLO_PING, OP_PING };
 
 /* The privdata of one command, freed when hiredis calls it back (once:
  * reply, or NULL as the context goes); its caller may have been answered
  * before that, by the deadline. */
 struct redis_op {
-	TAILQ_ENTRY(redis_op) next;	/* in waiting while unanswered */
+	TAILQ_ENTRY(redis_op) next; /* in waiting while unanswered */
 	struct redis_client *rc;
 	enum redis_op_kind kind;
-	unsigned gen;			/* connection it was sent on */
+	unsigned gen; /* connection it was sent on */
 	redis_reply_cb cb;
 	void *arg;
-	int64_t deadline_ms;		/* 0: none */
+	int64_t deadline_ms; /* 0: none */
 	bool answered;
 };
 
@@ -51,21 +50,21 @@ struct redis_client {
 	int64_t op_timeout_ms;
 	char ip[RESOLVE_IP_MAX];
 	redisAsyncContext *ac;
-	redisAsyncContext *dying;	/* dropped inside a callback */
+	redisAsyncContext *dying; /* dropped inside a callback */
 	struct resolve_req *resolving;
-	struct event *ev_timer;		/* retry backoff, connect deadline */
-	struct event *ev_deadline;	/* oldest waiting command */
+	struct event *ev_timer;	   /* retry backoff, connect deadline */
+	struct event *ev_deadline; /* oldest waiting command */
 	struct event *ev_watchdog;
-	struct event *ev_drop;		/* frees dying from the loop */
+	struct event *ev_drop; /* frees dying from the loop */
 	/* User commands not answered yet, oldest first. They share one
 	 * timeout, so this is also deadline order: one timer suffices. */
 	struct redis_op_list waiting;
 	size_t pending;
 	unsigned gen;
 	struct reconnect reconnect;
-	int in_callback;		/* hiredis callbacks on the stack */
-	int in_user;			/* caller callbacks on the stack */
-	bool ping_out;			/* watchdog PING not answered yet */
+	int in_callback; /* hiredis callbacks on the stack */
+	int in_user;	 /* caller callbacks on the stack */
+	bool ping_out;	 /* watchdog PING not answered yet */
 };
 
 static void redis_fail(struct redis_client *rc, const char *reason);
@@ -158,7 +157,7 @@ redis_send(struct redis_client *rc, enum redis_op_kind kind, int argc,
 	op->kind = kind;
 	op->gen = rc->gen;
 	if (redisAsyncCommandArgv(rc->ac, redis_on_reply, op, argc, argv,
-	    argvlen) == REDIS_OK)
+		argvlen) == REDIS_OK)
 		return op;
 	free(op);
 	return NULL;
@@ -184,8 +183,8 @@ redis_cmd_refused(const char *name, size_t len)
 }
 
 int
-redis_command(struct redis_client *rc, redis_reply_cb cb, void *arg,
-    int argc, const char **argv, const size_t *argvlen)
+redis_command(struct redis_client *rc, redis_reply_cb cb, void *arg, int argc,
+    const char **argv, const size_t *argvlen)
 {
 	struct redis_op *op;
 
@@ -230,8 +229,10 @@ redis_on_internal(struct redis_client *rc, struct redis_op *op,
 
 	if (reply->type == REDIS_REPLY_ERROR) {
 		/* Wrong password, NOAUTH, bad db number, LOADING... */
-		reason = xasprintf("%s failed: %s", op->kind == OP_AUTH ?
-		    "AUTH" : op->kind == OP_SELECT ? "SELECT" : "PING",
+		reason = xasprintf("%s failed: %s",
+		    op->kind == OP_AUTH	      ? "AUTH" :
+			op->kind == OP_SELECT ? "SELECT" :
+						"PING",
 		    reply->str);
 		redis_fail(rc, reason);
 		free(reason);
@@ -384,9 +385,11 @@ redis_fail(struct redis_client *rc, const char *reason)
 	if (was == RC_CLOSED)
 		return;
 	if (reconnect_failed(&rc->reconnect, was == RC_READY) == LOG_WARN)
-		log_warn("redis", was == RC_READY ? "redis connection lost" :
-		    "redis connection failed", "{s:s, s:s, s:I}", "state",
-		    redis_state_name(was), "reason", reason, "attempt",
+		log_warn("redis",
+		    was == RC_READY ? "redis connection lost" :
+				      "redis connection failed",
+		    "{s:s, s:s, s:I}", "state", redis_state_name(was), "reason",
+		    reason, "attempt",
 		    (json_int_t)reconnect_attempts(&rc->reconnect));
 	else
 		log_debug("redis", "redis connection failed", "{s:s, s:s}",
@@ -419,8 +422,8 @@ redis_connect(struct redis_client *rc)
 	}
 	if (ac->err || redisLibeventAttach(ac, rc->base) != REDIS_OK) {
 		/* No callback can exist yet: the context is ours to free. */
-		reason = xasprintf("connect: %s", ac->err ? ac->errstr :
-		    "cannot attach to the event loop");
+		reason = xasprintf("connect: %s",
+		    ac->err ? ac->errstr : "cannot attach to the event loop");
 		redisAsyncFree(ac);
 		redis_fail(rc, reason);
 		free(reason);
@@ -442,7 +445,7 @@ redis_connect(struct redis_client *rc)
 	snprintf(db, sizeof(db), "%d", rc->db);
 	sel[1] = db;
 	if ((rc->password[0] != '\0' &&
-	    redis_send(rc, OP_AUTH, 2, auth, NULL) == NULL) ||
+		redis_send(rc, OP_AUTH, 2, auth, NULL) == NULL) ||
 	    (rc->db != 0 && redis_send(rc, OP_SELECT, 2, sel, NULL) == NULL) ||
 	    redis_send(rc, OP_HELLO_PING, 1, ping, NULL) == NULL) {
 		redis_fail(rc, "cannot queue the handshake");
@@ -482,8 +485,8 @@ redis_attempt(struct redis_client *rc)
 		return;
 	}
 	rc->state = RC_RESOLVING;
-	rc->resolving = resolve_host(rc->res, rc->host,
-	    TIMING_REDIS_RESOLVE_MS, redis_on_resolved, rc);
+	rc->resolving = resolve_host(rc->res, rc->host, TIMING_REDIS_RESOLVE_MS,
+	    redis_on_resolved, rc);
 	if (rc->resolving == NULL)
 		redis_fail(rc, "resolver shutting down");
 }

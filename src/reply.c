@@ -43,7 +43,7 @@ reply_fail_body(enum svc_err err, const char *detail)
 {
 	assert((size_t)err < ARRAY_LEN(reply_fails));
 	return reply_error_body(detail != NULL ? detail :
-	    reply_fails[err].text);
+						 reply_fails[err].text);
 }
 
 const char *
@@ -105,8 +105,8 @@ reply_json(struct evhttp_request *req, int status, json_t *body)
 		body = reply_error_body("could not build the reply");
 	}
 	/* Straight into the output buffer: no string to build and copy. */
-	if (body != NULL && json_dump_callback(body, reply_dump_cb, buf,
-	    JSON_COMPACT) == 0)
+	if (body != NULL &&
+	    json_dump_callback(body, reply_dump_cb, buf, JSON_COMPACT) == 0)
 		evbuffer_add(buf, "\n", 1);
 	json_decref(body);
 	reply_send(req, status, "application/json", "no-store");

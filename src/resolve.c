@@ -35,7 +35,7 @@ struct resolve_hostent {
 struct resolver {
 	struct event_base *base;
 	struct evdns_base *dns;
-	bool have_dns;		/* at least one nameserver */
+	bool have_dns; /* at least one nameserver */
 	/* The nameservers of resolv.conf, used one at a time (see
 	 * resolver_use_server); empty when the caller chose its own. */
 	char servers[RESOLVE_MAX_SERVERS][RESOLVE_IP_MAX + 8];
@@ -49,16 +49,16 @@ struct resolve_req {
 	TAILQ_ENTRY(resolve_req) next;
 	struct resolver *r;
 	uintptr_t id;
-	resolve_cb cb;		/* NULL once delivered or cancelled */
+	resolve_cb cb; /* NULL once delivered or cancelled */
 	void *arg;
 	struct event *ev_timeout;
 	struct event *ev_deliver;
-	bool pending_a, pending_aaaa;	/* evdns queries not yet answered */
-	bool done;			/* result fixed, delivery scheduled */
-	bool blamed;			/* its nameserver was moved past */
-	int dns_err;			/* first evdns error seen */
+	bool pending_a, pending_aaaa; /* evdns queries not yet answered */
+	bool done;		      /* result fixed, delivery scheduled */
+	bool blamed;		      /* its nameserver was moved past */
+	int dns_err;		      /* first evdns error seen */
 	char ip[RESOLVE_IP_MAX];
-	char v6[RESOLVE_IP_MAX];	/* AAAA answer held while A is out */
+	char v6[RESOLVE_IP_MAX]; /* AAAA answer held while A is out */
 	char err[96];
 };
 
@@ -87,8 +87,9 @@ resolve_is_numeric(const char *host)
 {
 	unsigned char buf[sizeof(struct in6_addr)];
 
-	return host != NULL && (inet_pton(AF_INET, host, buf) == 1 ||
-	    inet_pton(AF_INET6, host, buf) == 1);
+	return host != NULL &&
+	    (inet_pton(AF_INET, host, buf) == 1 ||
+		inet_pton(AF_INET6, host, buf) == 1);
 }
 
 /* Letters, digits, '-', '_' (container names), labels of 1..63, at most
@@ -350,8 +351,8 @@ resolve_settle(struct resolve_req *req)
 }
 
 static void
-resolve_on_dns(int result, char type, int count, void *addresses,
-    uintptr_t id, bool is_a)
+resolve_on_dns(int result, char type, int count, void *addresses, uintptr_t id,
+    bool is_a)
 {
 	struct resolve_req *req = resolve_find(id);
 	char ip[RESOLVE_IP_MAX];
@@ -394,15 +395,14 @@ resolve_on_aaaa(int result, char type, int count, int ttl, void *addresses,
 }
 
 static void
-resolve_start_dns(struct resolver *r, struct resolve_req *req,
-    const char *host)
+resolve_start_dns(struct resolver *r, struct resolve_req *req, const char *host)
 {
 	void *id = (void *)req->id;
 
-	req->pending_a = evdns_base_resolve_ipv4(r->dns, host, 0,
-	    resolve_on_a, id) != NULL;
+	req->pending_a = evdns_base_resolve_ipv4(r->dns, host, 0, resolve_on_a,
+			     id) != NULL;
 	req->pending_aaaa = evdns_base_resolve_ipv6(r->dns, host, 0,
-	    resolve_on_aaaa, id) != NULL;
+				resolve_on_aaaa, id) != NULL;
 	if (!req->pending_a && !req->pending_aaaa)
 		resolve_finish(req, NULL, "DNS query could not be sent");
 }
@@ -482,8 +482,9 @@ resolver_new(struct event_base *base)
 	r->base = base;
 	evdns_set_log_fn(resolve_evdns_log);
 	/* Idle nameserver sockets must not keep the loop alive. */
-	r->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-	    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	r->dns = evdns_base_new(base,
+	    EVDNS_BASE_INITIALIZE_NAMESERVERS |
+		EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	if (r->dns != NULL) {
 		r->have_dns = evdns_base_count_nameservers(r->dns) > 0;
 		resolver_read_servers(r, "/etc/resolv.conf");
@@ -491,8 +492,10 @@ resolver_new(struct event_base *base)
 		    resolver_use_server(r, 0) != 0)
 			r->have_dns = false;
 	} else {
-		log_warn("dns", "no usable /etc/resolv.conf: resolving from "
-		    "the hosts file only", NULL);
+		log_warn("dns",
+		    "no usable /etc/resolv.conf: resolving from "
+		    "the hosts file only",
+		    NULL);
 		r->dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 		if (r->dns == NULL) {
 			log_error("dns", "out of memory", NULL);
@@ -509,8 +512,7 @@ resolver_new(struct event_base *base)
 }
 
 int
-resolver_set_nameservers(struct resolver *r, const char *const *addrs,
-    size_t n)
+resolver_set_nameservers(struct resolver *r, const char *const *addrs, size_t n)
 {
 	r->nservers = 0;
 	for (size_t i = 0; i < n && i < RESOLVE_MAX_SERVERS; i++)

@@ -31,7 +31,7 @@
 
 enum sched_run {
 	RUN_IDLE,
-	RUN_WAITING,	/* for the database, to claim */
+	RUN_WAITING, /* for the database, to claim */
 	RUN_CLAIMING,
 	RUN_SENDING,
 };
@@ -62,19 +62,19 @@ struct sched {
 	struct redis_client *redis;
 	struct event *ev_tick;
 	struct event *ev_flush;
-	struct event *ev_retry;	/* claims again after RUN_WAITING */
+	struct event *ev_retry; /* claims again after RUN_WAITING */
 	bool active;
-	bool db_warned;		/* one warning per database outage */
+	bool db_warned; /* one warning per database outage */
 	enum sched_run run;
-	long long run_left;	/* messages this run may still claim; -1 = all */
-	long long window;	/* size of the last claim */
-	bool maybe_more;	/* the last claim filled its window */
-	bool window_refused;	/* the webhook refused a post of this window */
-	bool drain_queued;	/* start asked for a drain during a run */
+	long long run_left;  /* messages this run may still claim; -1 = all */
+	long long window;    /* size of the last claim */
+	bool maybe_more;     /* the last claim filled its window */
+	bool window_refused; /* the webhook refused a post of this window */
+	bool drain_queued;   /* start asked for a drain during a run */
 	/* our posts in flight, and how many */
 	struct delivery_list deliveries;
 	size_t ninflight;
-	size_t releasing;	/* release statements not yet answered */
+	size_t releasing; /* release statements not yet answered */
 	/* ids refused during this run, which its claims leave alone */
 	int64_t *skip;
 	size_t nskip, cap_skip;
@@ -86,8 +86,7 @@ struct sched {
 };
 
 static void sched_claim(struct sched *s);
-static void sched_run_begin(struct sched *s, long long quota,
-    const char *why);
+static void sched_run_begin(struct sched *s, long long quota, const char *why);
 
 static void
 sched_delivery_link(struct sched *s, struct delivery *d)
@@ -334,9 +333,9 @@ sched_on_delivered(void *arg, const struct webhook_result *res)
 		    (int)res->http_status);
 	if (o->kind != OUTCOME_SENT)
 		log_info("scheduler", "delivery attempt failed",
-		    "{s:I, s:s, s:s, s:I}", "id", (json_int_t)d->id,
-		    "error", o->error, "next", outcome_status(o->kind),
-		    "retry_in_ms", (json_int_t)o->delay_ms);
+		    "{s:I, s:s, s:s, s:I}", "id", (json_int_t)d->id, "error",
+		    o->error, "next", outcome_status(o->kind), "retry_in_ms",
+		    (json_int_t)o->delay_ms);
 	free(d);
 	sched_arm_flush(s, 0);
 }
@@ -403,7 +402,7 @@ sched_on_claimed(void *arg, const struct claimed *rows, size_t n,
     const char *err)
 {
 	struct sched *s = arg;
-	struct store_lease *refused = NULL;	/* tokens borrowed from rows */
+	struct store_lease *refused = NULL; /* tokens borrowed from rows */
 	size_t nrefused = 0;
 
 	if (err != NULL) {
@@ -430,7 +429,7 @@ sched_on_claimed(void *arg, const struct claimed *rows, size_t n,
 		snprintf(d->lease_token, sizeof(d->lease_token), "%s",
 		    rows[i].lease_token);
 		if (webhook_post(s->wh, rows[i].id, rows[i].recipient,
-		    rows[i].content, sched_on_delivered, d) == 0) {
+			rows[i].content, sched_on_delivered, d) == 0) {
 			sched_delivery_link(s, d);
 			continue;
 		}
@@ -470,7 +469,7 @@ sched_claim(struct sched *s)
 	s->run = RUN_CLAIMING;
 	s->window = want;
 	if (store_claim_due(s->pg, (int)want, lease, s->skip, s->nskip,
-	    sched_on_claimed, s) != 0)
+		sched_on_claimed, s) != 0)
 		sched_wait_db(s, "database unavailable");
 }
 
@@ -502,12 +501,16 @@ sched_run_begin(struct sched *s, long long quota, const char *why)
 			 * in place would depend on where it is; a fresh drain
 			 * when it ends claims everything due, always. */
 			s->drain_queued = true;
-			log_info("scheduler", "drain queued: previous run still "
-			    "in progress", "{s:s}", "trigger", why);
+			log_info("scheduler",
+			    "drain queued: previous run still "
+			    "in progress",
+			    "{s:s}", "trigger", why);
 			return;
 		}
-		log_info("scheduler", "tick skipped: previous run still in "
-		    "progress", "{s:s}", "trigger", why);
+		log_info("scheduler",
+		    "tick skipped: previous run still in "
+		    "progress",
+		    "{s:s}", "trigger", why);
 		return;
 	}
 	assert(s->ninflight == 0 && s->releasing == 0);
@@ -526,13 +529,15 @@ sched_on_tick(evutil_socket_t fd, short what, void *arg)
 
 	UNUSED(fd);
 	UNUSED(what);
-	sched_run_begin(s, s->cfg->scheduler_batch_size > 0 ?
-	    s->cfg->scheduler_batch_size : -1, "tick");
+	sched_run_begin(s,
+	    s->cfg->scheduler_batch_size > 0 ? s->cfg->scheduler_batch_size :
+					       -1,
+	    "tick");
 }
 
 struct sched *
-sched_new(struct event_base *base, const struct config *cfg,
-    struct pg_conn *pg, struct webhook *wh, struct redis_client *redis)
+sched_new(struct event_base *base, const struct config *cfg, struct pg_conn *pg,
+    struct webhook *wh, struct redis_client *redis)
 {
 	struct sched *s = xcalloc(1, sizeof(*s));
 
@@ -558,8 +563,8 @@ sched_start(struct sched *s)
 	event_add(s->ev_tick, &tv);
 	log_info("scheduler", "automatic sending started", "{s:I, s:i, s:b}",
 	    "interval_ms", (json_int_t)s->cfg->scheduler_interval_ms,
-	    "batch_size", s->cfg->scheduler_batch_size,
-	    "drain", s->cfg->drain_on_start);
+	    "batch_size", s->cfg->scheduler_batch_size, "drain",
+	    s->cfg->drain_on_start);
 	if (s->cfg->drain_on_start)
 		sched_run_begin(s, -1, "drain on start");
 	return true;
@@ -577,8 +582,8 @@ sched_stop(struct sched *s)
 		event_del(s->ev_retry);
 		sched_run_end(s, "stopped");
 	}
-	log_info("scheduler", "automatic sending stopped", "{s:I}",
-	    "in_flight", (json_int_t)s->ninflight);
+	log_info("scheduler", "automatic sending stopped", "{s:I}", "in_flight",
+	    (json_int_t)s->ninflight);
 	return true;
 }
 

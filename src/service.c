@@ -25,8 +25,7 @@ struct service_call {
 };
 
 struct service *
-service_new(struct pg_conn *pg, struct redis_client *redis,
-    struct sched *sched)
+service_new(struct pg_conn *pg, struct redis_client *redis, struct sched *sched)
 {
 	struct service *svc = xmalloc(sizeof(*svc));
 
@@ -79,8 +78,8 @@ service_on_listed(void *arg, const struct message *msgs, size_t n,
 	struct service_call *c = arg;
 
 	if (err != NULL)
-		c->cb.list(c->arg, service_db_err("listing messages failed",
-		    err), NULL, 0);
+		c->cb.list(c->arg,
+		    service_db_err("listing messages failed", err), NULL, 0);
 	else
 		c->cb.list(c->arg, SVC_OK, msgs, n);
 	free(c);
@@ -97,7 +96,8 @@ service_list_sent(struct service *svc, int limit, int offset,
 	c = xmalloc(sizeof(*c));
 	c->cb.list = cb;
 	c->arg = arg;
-	if (store_list_sent(svc->pg, limit, offset, service_on_listed, c) != 0) {
+	if (store_list_sent(svc->pg, limit, offset, service_on_listed, c) !=
+	    0) {
 		free(c);
 		return SVC_UNAVAILABLE;
 	}

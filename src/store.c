@@ -90,9 +90,10 @@ store_insert_message(struct pg_conn *pg, const char *recipient,
 	struct store_call *c = store_call_new(arg);
 
 	c->cb.id = cb;
-	return store_submit(pg, "INSERT INTO messages (recipient, content) "
-	    "VALUES ($1, $2) RETURNING id", 2, params, store_on_inserted,
-	    c);
+	return store_submit(pg,
+	    "INSERT INTO messages (recipient, content) "
+	    "VALUES ($1, $2) RETURNING id",
+	    2, params, store_on_inserted, c);
 }
 
 static const char *
@@ -268,7 +269,7 @@ store_record_outcomes(struct pg_conn *pg, const struct store_outcome *o,
 	struct pgarray ids, tokens, statuses, codes, rids, errors, retries,
 	    delays;
 	struct pgarray *all[] = { &ids, &tokens, &statuses, &codes, &rids,
-	    &errors, &retries, &delays };
+		&errors, &retries, &delays };
 	const char *params[ARRAY_LEN(all)];
 	struct store_call *c = store_call_new(arg);
 	int rc;

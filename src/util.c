@@ -124,7 +124,7 @@ util_rand(void)
 
 	if (util_rng_state == 0) {
 		if (getrandom(&util_rng_state, sizeof(util_rng_state),
-		    GRND_NONBLOCK) != sizeof(util_rng_state) ||
+			GRND_NONBLOCK) != sizeof(util_rng_state) ||
 		    util_rng_state == 0)
 			util_rng_state = (uint64_t)util_wall_ms() | 1;
 	}

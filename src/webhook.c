@@ -32,15 +32,15 @@
 struct webhook_sock {
 	LIST_ENTRY(webhook_sock) link;
 	struct webhook *wh;
-	int what;		/* CURL_POLL_* the event is set for */
+	int what; /* CURL_POLL_* the event is set for */
 	struct event *ev;
 };
 
 struct webhook_xfer {
 	TAILQ_ENTRY(webhook_xfer) link;
-	CURL *easy;		/* NULL once curl is done with it */
+	CURL *easy; /* NULL once curl is done with it */
 	struct curl_slist *headers;
-	char *req_body;		/* POSTFIELDS: lives as long as easy */
+	char *req_body; /* POSTFIELDS: lives as long as easy */
 	int64_t id;
 	webhook_done_cb cb;
 	void *arg;
@@ -66,14 +66,14 @@ struct webhook {
 	struct event *ev_timer;
 	struct event *ev_deliver;
 	char *url;
-	char *auth_header;	/* NULL when no key is set */
+	char *auth_header; /* NULL when no key is set */
 	int64_t timeout_ms;
 	size_t concurrency;
-	size_t inflight;	/* running + done, until the callback starts */
+	size_t inflight; /* running + done, until the callback starts */
 	struct webhook_xfer_list running;
 	struct webhook_xfer_list done;
 	LIST_HEAD(, webhook_sock) socks;
-	int depth;		/* deliveries on the stack */
+	int depth; /* deliveries on the stack */
 	bool freeing;
 };
 
@@ -369,7 +369,7 @@ webhook_report(struct webhook_xfer *x)
 		res.retry_after_s = -1;
 	} else if (x->code != CURLE_OK) {
 		res.error = x->errbuf[0] ? x->errbuf :
-		    curl_easy_strerror(x->code);
+					   curl_easy_strerror(x->code);
 	}
 	/* Never the key, the content or the url (it may carry userinfo). */
 	log_debug("webhook", "request finished",
@@ -477,7 +477,8 @@ webhook_setup(struct webhook *wh, struct webhook_xfer *x)
 {
 	CURL *e = x->easy;
 	long timeout = (long)wh->timeout_ms;
-	long connect = timeout < TIMING_WEBHOOK_CONNECT_MS ? timeout :
+	long connect = timeout < TIMING_WEBHOOK_CONNECT_MS ?
+	    timeout :
 	    TIMING_WEBHOOK_CONNECT_MS;
 	char id[48];
 	int bad = 0;
@@ -568,8 +569,8 @@ webhook_inflight(const struct webhook *wh)
 size_t
 webhook_capacity(const struct webhook *wh)
 {
-	return wh->inflight < wh->concurrency ?
-	    wh->concurrency - wh->inflight : 0;
+	return wh->inflight < wh->concurrency ? wh->concurrency - wh->inflight :
+						0;
 }
 
 void

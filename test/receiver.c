@@ -22,15 +22,21 @@
 #include <jansson.h>
 
 #ifndef RECV_MAX_LOG
-#define RECV_MAX_LOG		100000	/* settable so a test build can reach the cap */
+#define RECV_MAX_LOG 100000 /* settable so a test build can reach the cap */
 #endif
-#define RECV_MAX_BODY		(1024 * 1024)
-#define RECV_MAX_HEADERS	(16 * 1024)
-#define RECV_TIMEOUT_S		30
+#define RECV_MAX_BODY (1024 * 1024)
+#define RECV_MAX_HEADERS (16 * 1024)
+#define RECV_TIMEOUT_S 30
 
 enum recv_mode {
-	RECV_ACCEPT, RECV_STATUS, RECV_SLOW, RECV_HANG, RECV_GARBAGE,
-	RECV_NOJSON, RECV_FAIL_THEN_ACCEPT, RECV_MODE_COUNT
+	RECV_ACCEPT,
+	RECV_STATUS,
+	RECV_SLOW,
+	RECV_HANG,
+	RECV_GARBAGE,
+	RECV_NOJSON,
+	RECV_FAIL_THEN_ACCEPT,
+	RECV_MODE_COUNT
 };
 
 /* clang-format off */
@@ -43,7 +49,7 @@ struct recv_settings {
 	enum recv_mode mode;
 	int status;
 	int delay_ms;
-	int retry_after;	/* 0: no Retry-After header */
+	int retry_after; /* 0: no Retry-After header */
 	int fail_count;
 };
 
@@ -55,8 +61,10 @@ static const struct recv_field {
 } recv_fields[] = {
 	{ "status", offsetof(struct recv_settings, status), 200, 599 },
 	{ "delay_ms", offsetof(struct recv_settings, delay_ms), 0, 3600000 },
-	{ "retry_after", offsetof(struct recv_settings, retry_after), 0, 86400 },
-	{ "fail_count", offsetof(struct recv_settings, fail_count), 0, INT_MAX },
+	{ "retry_after", offsetof(struct recv_settings, retry_after), 0,
+	    86400 },
+	{ "fail_count", offsetof(struct recv_settings, fail_count), 0,
+	    INT_MAX },
 };
 
 /* A slow answer waiting on its timer; listed so that exit can free it. */
@@ -64,7 +72,7 @@ struct recv_slow {
 	struct recv_app *app;
 	struct evhttp_request *req;
 	struct event *timer;
-	json_t *entry;		/* own reference: the log may drop it meanwhile */
+	json_t *entry; /* own reference: the log may drop it meanwhile */
 	struct recv_slow *prev, *next;
 };
 
@@ -73,11 +81,11 @@ struct recv_app {
 	struct evhttp *http;
 	struct event *sigint, *sigterm;
 	struct recv_settings set;
-	int failed;		/* forced failures already sent in fail_then_accept */
+	int failed; /* forced failures already sent in fail_then_accept */
 	const char *path;
 	int quiet;
 	json_t *log;
-	json_int_t seq;		/* never reset, so a seq names one request for good */
+	json_int_t seq; /* never reset, so a seq names one request for good */
 	struct recv_slow *slow;
 };
 
@@ -123,7 +131,8 @@ recv_send(struct evhttp_request *req, int code, json_t *body)
 {
 	struct evbuffer *out = evhttp_request_get_output_buffer(req);
 
-	if (body == NULL || json_dump_callback(body, recv_dump_cb, out, JSON_COMPACT) != 0) {
+	if (body == NULL ||
+	    json_dump_callback(body, recv_dump_cb, out, JSON_COMPACT) != 0) {
 		evbuffer_drain(out, evbuffer_get_length(out));
 		evbuffer_add_printf(out, "{\"error\":\"out of memory\"}");
 		code = 500;
@@ -136,10 +145,12 @@ recv_send(struct evhttp_request *req, int code, json_t *body)
 }
 
 static void
-recv_error(struct evhttp_request *req, int code, const char *msg, const char *allow)
+recv_error(struct evhttp_request *req, int code, const char *msg,
+    const char *allow)
 {
 	if (allow != NULL)
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Allow", allow);
 	recv_send(req, code, json_pack("{s:s}", "error", msg));
 }
 
@@ -159,8 +170,9 @@ recv_headers_json(struct evhttp_request *req)
 {
 	json_t *h = json_object();
 
-	for (struct evkeyval *kv = evhttp_request_get_input_headers(req)->tqh_first;
-	    h != NULL && kv != NULL; kv = kv->next.tqe_next) {
+	for (struct evkeyval *kv =
+		 evhttp_request_get_input_headers(req)->tqh_first;
+	     h != NULL && kv != NULL; kv = kv->next.tqe_next) {
 		char *name = strdup(kv->key);
 		json_t *val = json_stringn(kv->value, strlen(kv->value));
 		if (name == NULL) {
@@ -186,7 +198,8 @@ static json_t *
 recv_record(struct recv_app *app, struct evhttp_request *req)
 {
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	const char *path =
+	    evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	size_t len;
 	const char *body = recv_body(req, &len);
 	json_t *e = json_object(), *b = json_stringn(body, len);
@@ -197,9 +210,13 @@ recv_record(struct recv_app *app, struct evhttp_request *req)
 	path = path != NULL ? path : "";
 	/* json_object_set_new fails on a NULL object or value: one flag checks all. */
 	bad |= json_object_set_new(e, "seq", json_integer(++app->seq));
-	bad |= json_object_set_new(e, "method", json_string(cmd == EVHTTP_REQ_POST ? "POST" :
-	    cmd == EVHTTP_REQ_GET ? "GET" : cmd == EVHTTP_REQ_PUT ? "PUT" :
-	    cmd == EVHTTP_REQ_DELETE ? "DELETE" : cmd == EVHTTP_REQ_HEAD ? "HEAD" : "OTHER"));
+	bad |= json_object_set_new(e, "method",
+	    json_string(cmd == EVHTTP_REQ_POST ? "POST" :
+		    cmd == EVHTTP_REQ_GET      ? "GET" :
+		    cmd == EVHTTP_REQ_PUT      ? "PUT" :
+		    cmd == EVHTTP_REQ_DELETE   ? "DELETE" :
+		    cmd == EVHTTP_REQ_HEAD     ? "HEAD" :
+						 "OTHER"));
 	bad |= json_object_set_new(e, "path", json_stringn(path, strlen(path)));
 	bad |= json_object_set_new(e, "received_at", json_string(now));
 	bad |= json_object_set_new(e, "headers", recv_headers_json(req));
@@ -210,7 +227,9 @@ recv_record(struct recv_app *app, struct evhttp_request *req)
 	if (bad)
 		json_decref(e);
 	if (bad || json_array_append_new(app->log, e) != 0) {
-		fprintf(stderr, "webhook-receiver: cannot record request %lld\n", (long long)app->seq);
+		fprintf(stderr,
+		    "webhook-receiver: cannot record request %lld\n",
+		    (long long)app->seq);
 		return NULL;
 	}
 	/* O(n) shift, but only past the cap: keeps the log a plain array. */
@@ -226,18 +245,21 @@ recv_done(struct recv_app *app, json_t *entry, int code)
 	json_t *raw = json_object_get(entry, "body"), *body;
 	char now[40];
 
-	json_object_set_new(entry, "status", code >= 0 ? json_integer(code) : json_null());
+	json_object_set_new(entry, "status",
+	    code >= 0 ? json_integer(code) : json_null());
 	if (app->quiet)
 		return;
 	/* Show a JSON body as JSON, so a newcomer reads {"to":..,"content":..}. */
-	body = json_is_string(raw) ?
-	    json_loadb(json_string_value(raw), json_string_length(raw), 0, NULL) : NULL;
+	body = json_is_string(raw) ? json_loadb(json_string_value(raw),
+					 json_string_length(raw), 0, NULL) :
+				     NULL;
 	if (body == NULL)
 		body = raw != NULL ? json_incref(raw) : json_null();
 	recv_now(now, sizeof(now));
-	recv_emit(json_pack("{s:s,s:s,s:s,s:s,s:O?,s:o,s:O*,s:o}", "ts", now, "level", "info",
-	    "msg", "webhook request", "component", "receiver",
-	    "webhook_id", json_object_get(json_object_get(entry, "headers"), "webhook-id"),
+	recv_emit(json_pack("{s:s,s:s,s:s,s:s,s:O?,s:o,s:O*,s:o}", "ts", now,
+	    "level", "info", "msg", "webhook request", "component", "receiver",
+	    "webhook_id",
+	    json_object_get(json_object_get(entry, "headers"), "webhook-id"),
 	    "status", code >= 0 ? json_integer(code) : json_null(),
 	    "message_id", json_object_get(entry, "message_id"), "body", body));
 }
@@ -254,8 +276,8 @@ recv_accept(struct recv_app *app, struct evhttp_request *req, json_t *entry)
 		recv_error(req, 500, "no randomness", NULL);
 		return;
 	}
-	r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);	/* version 4 */
-	r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);	/* RFC 4122 variant */
+	r[6] = (unsigned char)((r[6] & 0x0f) | 0x40); /* version 4 */
+	r[8] = (unsigned char)((r[8] & 0x3f) | 0x80); /* RFC 4122 variant */
 	for (int i = 0; i < 16; i++) {
 		if (i == 4 || i == 6 || i == 8 || i == 10)
 			*p++ = '-';
@@ -266,7 +288,8 @@ recv_accept(struct recv_app *app, struct evhttp_request *req, json_t *entry)
 	/* Kept so tests can match the id the service stores against this answer. */
 	json_object_set_new(entry, "message_id", json_string(id));
 	recv_done(app, entry, 202);
-	recv_send(req, 202, json_pack("{s:s,s:s}", "message", "Accepted", "messageId", id));
+	recv_send(req, 202,
+	    json_pack("{s:s,s:s}", "message", "Accepted", "messageId", id));
 }
 
 /* Frees s but never touches s->req: that belongs to evhttp. */
@@ -299,9 +322,11 @@ static void
 recv_slow_start(struct recv_app *app, struct evhttp_request *req, json_t *entry)
 {
 	struct recv_slow *s = calloc(1, sizeof(*s));
-	struct timeval tv = { app->set.delay_ms / 1000, (app->set.delay_ms % 1000) * 1000 };
+	struct timeval tv = { app->set.delay_ms / 1000,
+		(app->set.delay_ms % 1000) * 1000 };
 
-	if (s == NULL || (s->timer = evtimer_new(app->base, recv_on_slow, s)) == NULL) {
+	if (s == NULL ||
+	    (s->timer = evtimer_new(app->base, recv_on_slow, s)) == NULL) {
 		free(s);
 		recv_done(app, entry, 500);
 		recv_error(req, 500, "out of memory", NULL);
@@ -330,12 +355,16 @@ recv_on_webhook(struct recv_app *app, struct evhttp_request *req)
 		return;
 	}
 	if (mode == RECV_FAIL_THEN_ACCEPT)
-		mode = app->failed < app->set.fail_count ? (app->failed++, RECV_STATUS) : RECV_ACCEPT;
+		mode = app->failed < app->set.fail_count ?
+		    (app->failed++, RECV_STATUS) :
+		    RECV_ACCEPT;
 	switch (mode) {
 	case RECV_STATUS:
 		if (app->set.retry_after > 0) {
 			snprintf(n, sizeof(n), "%d", app->set.retry_after);
-			evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", n);
+			evhttp_add_header(
+			    evhttp_request_get_output_headers(req),
+			    "Retry-After", n);
 		}
 		recv_done(app, entry, app->set.status);
 		recv_error(req, app->set.status, "forced status", NULL);
@@ -349,8 +378,10 @@ recv_on_webhook(struct recv_app *app, struct evhttp_request *req)
 		break;
 	case RECV_GARBAGE:
 		recv_done(app, entry, 200);
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
-		evbuffer_add(evhttp_request_get_output_buffer(req), "not json at all", 15);
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Content-Type", "text/plain");
+		evbuffer_add(evhttp_request_get_output_buffer(req),
+		    "not json at all", 15);
 		evhttp_send_reply(req, 200, NULL, NULL);
 		break;
 	case RECV_NOJSON:
@@ -368,34 +399,42 @@ recv_settings_json(struct recv_app *app)
 {
 	const struct recv_settings *s = &app->set;
 
-	return json_pack("{s:s,s:i,s:i,s:o,s:i,s:i}", "mode", recv_mode_names[s->mode],
-	    "status", s->status, "delay_ms", s->delay_ms,
-	    "retry_after", s->retry_after > 0 ? json_integer(s->retry_after) : json_null(),
+	return json_pack("{s:s,s:i,s:i,s:o,s:i,s:i}", "mode",
+	    recv_mode_names[s->mode], "status", s->status, "delay_ms",
+	    s->delay_ms, "retry_after",
+	    s->retry_after > 0 ? json_integer(s->retry_after) : json_null(),
 	    "fail_count", s->fail_count, "failed", app->failed);
 }
 
 /* Checks one field of PUT /_control into *set; on error fills msg, returns -1. */
 static int
-recv_apply(struct recv_settings *set, const char *key, json_t *val, char *msg, size_t size)
+recv_apply(struct recv_settings *set, const char *key, json_t *val, char *msg,
+    size_t size)
 {
 	if (strcmp(key, "mode") == 0) {
-		int m = json_is_string(val) ? recv_mode_parse(json_string_value(val)) : -1;
+		int m = json_is_string(val) ?
+		    recv_mode_parse(json_string_value(val)) :
+		    -1;
 		if (m < 0)
 			return snprintf(msg, size, "unknown mode"), -1;
 		set->mode = (enum recv_mode)m;
 		return 0;
 	}
 	if (strcmp(key, "retry_after") == 0 && json_is_null(val)) {
-		set->retry_after = 0;	/* null clears the header */
+		set->retry_after = 0; /* null clears the header */
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof(recv_fields) / sizeof(recv_fields[0]); i++) {
+	for (size_t i = 0; i < sizeof(recv_fields) / sizeof(recv_fields[0]);
+	     i++) {
 		const struct recv_field *f = &recv_fields[i];
 		if (strcmp(key, f->name) != 0)
 			continue;
 		if (!json_is_integer(val) || json_integer_value(val) < f->lo ||
 		    json_integer_value(val) > f->hi)
-			return snprintf(msg, size, "%s must be an integer in [%d, %d]", key, f->lo, f->hi), -1;
+			return snprintf(msg, size,
+				   "%s must be an integer in [%d, %d]", key,
+				   f->lo, f->hi),
+			       -1;
 		*(int *)((char *)set + f->off) = (int)json_integer_value(val);
 		return 0;
 	}
@@ -409,7 +448,8 @@ recv_on_control_put(struct recv_app *app, struct evhttp_request *req)
 	size_t len;
 	const char *body = recv_body(req, &len);
 	json_error_t err;
-	json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err), *val;
+	json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err),
+	       *val;
 	const char *key;
 	char msg[256] = "";
 
@@ -427,7 +467,7 @@ recv_on_control_put(struct recv_app *app, struct evhttp_request *req)
 		return;
 	}
 	app->set = next;
-	app->failed = 0;	/* every PUT restarts the fail_then_accept count */
+	app->failed = 0; /* every PUT restarts the fail_then_accept count */
 	recv_send(req, 200, recv_settings_json(app));
 }
 
@@ -435,7 +475,8 @@ static void
 recv_on_request(struct evhttp_request *req, void *arg)
 {
 	struct recv_app *app = arg;
-	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	const char *path =
+	    evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	int get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
 
@@ -449,11 +490,15 @@ recv_on_request(struct evhttp_request *req, void *arg)
 	else if (strcmp(path, "/_control") == 0)
 		recv_error(req, 405, "method not allowed", "GET, HEAD, PUT");
 	else if (strcmp(path, "/_requests") == 0 && get)
-		recv_send(req, 200, json_pack("{s:I,s:O}", "count",
-		    (json_int_t)json_array_size(app->log), "requests", app->log));
+		recv_send(req, 200,
+		    json_pack("{s:I,s:O}", "count",
+			(json_int_t)json_array_size(app->log), "requests",
+			app->log));
 	else if (strcmp(path, "/_requests") == 0 && cmd == EVHTTP_REQ_DELETE)
-		recv_send(req, 200, json_array_clear(app->log) == 0 ?
-		    json_pack("{s:i}", "count", 0) : NULL);
+		recv_send(req, 200,
+		    json_array_clear(app->log) == 0 ?
+			json_pack("{s:i}", "count", 0) :
+			NULL);
 	else if (strcmp(path, "/_requests") == 0)
 		recv_error(req, 405, "method not allowed", "GET, HEAD, DELETE");
 	else if (strcmp(path, "/health") == 0 && get)
@@ -486,7 +531,8 @@ recv_on_libevent_log(int severity, const char *msg)
 	if (recv_libevent_live)
 		fprintf(stderr, "webhook-receiver: libevent: %s\n", msg);
 	else
-		snprintf(recv_libevent_warning, sizeof(recv_libevent_warning), "%s", msg);
+		snprintf(recv_libevent_warning, sizeof(recv_libevent_warning),
+		    "%s", msg);
 }
 
 static const char *
@@ -515,8 +561,8 @@ recv_parse_int(const char *s, long lo, long hi, int *out)
 static int
 recv_path_ok(const char *p)
 {
-	if (p[0] != '/' || strcmp(p, "/_control") == 0 || strcmp(p, "/_requests") == 0 ||
-	    strcmp(p, "/health") == 0)
+	if (p[0] != '/' || strcmp(p, "/_control") == 0 ||
+	    strcmp(p, "/_requests") == 0 || strcmp(p, "/health") == 0)
 		return 0;
 	for (; *p; p++)
 		if (*p < 0x21 || *p > 0x7e || *p == '?' || *p == '#')
@@ -544,31 +590,38 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	/* clang-format on */
-	struct recv_app app = { .path = recv_env("RECEIVER_PATH", "/webhook"), .set.status = 500 };
+	struct recv_app app = { .path = recv_env("RECEIVER_PATH", "/webhook"),
+		.set.status = 500 };
 	const char *addr = recv_env("RECEIVER_BIND", "0.0.0.0");
 	const char *port_s = recv_env("RECEIVER_PORT", "9090");
 	const char *mode_s = recv_env("RECEIVER_MODE", "accept");
 	int c, port, mode, rc = 1;
 	char now[40];
 
-	opterr = 0;	/* our own one-line messages instead of getopt's */
+	opterr = 0; /* our own one-line messages instead of getopt's */
 	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
 		if (c >= 0 && c <= 3) {
 			const struct recv_field *f = &recv_fields[c];
-			if (recv_parse_int(optarg, f->lo, f->hi, (int *)((char *)&app.set + f->off)) != 0)
+			if (recv_parse_int(optarg, f->lo, f->hi,
+				(int *)((char *)&app.set + f->off)) != 0)
 				return recv_usage_error("bad value", optarg);
 		} else if (c == 'b' || c == 'p' || c == 'P' || c == 'm') {
-			*(c == 'b' ? &addr : c == 'p' ? &port_s : c == 'P' ? &app.path : &mode_s) = optarg;
+			*(c == 'b'	 ? &addr :
+				c == 'p' ? &port_s :
+				c == 'P' ? &app.path :
+					   &mode_s) = optarg;
 		} else if (c == 'q') {
 			app.quiet = 1;
 		} else if (c == 'h') {
-			printf("usage: webhook-receiver [--bind ADDR] [--port N] [--path /webhook] "
+			printf(
+			    "usage: webhook-receiver [--bind ADDR] [--port N] [--path /webhook] "
 			    "[--mode MODE] [--status CODE] [--delay-ms N] [--retry-after N] [--fail-count N] "
 			    "[--quiet]\nmodes: accept status slow hang garbage nojson fail_then_accept\n"
 			    "env: RECEIVER_BIND RECEIVER_PORT RECEIVER_PATH RECEIVER_MODE\n");
 			return 0;
 		} else {
-			return recv_usage_error(c == ':' ? "missing value for" : "unknown option",
+			return recv_usage_error(c == ':' ? "missing value for" :
+							   "unknown option",
 			    argv[optind - 1]);
 		}
 	}
@@ -588,33 +641,45 @@ main(int argc, char **argv)
 	app.log = json_array();
 	app.base = event_base_new();
 	app.http = app.base != NULL ? evhttp_new(app.base) : NULL;
-	app.sigint = app.base != NULL ? evsignal_new(app.base, SIGINT, recv_on_signal, &app) : NULL;
-	app.sigterm = app.base != NULL ? evsignal_new(app.base, SIGTERM, recv_on_signal, &app) : NULL;
-	if (app.log == NULL || app.http == NULL || app.sigint == NULL || app.sigterm == NULL ||
-	    event_add(app.sigint, NULL) != 0 || event_add(app.sigterm, NULL) != 0) {
-		fprintf(stderr, "webhook-receiver: cannot set up the event loop\n");
+	app.sigint = app.base != NULL ?
+	    evsignal_new(app.base, SIGINT, recv_on_signal, &app) :
+	    NULL;
+	app.sigterm = app.base != NULL ?
+	    evsignal_new(app.base, SIGTERM, recv_on_signal, &app) :
+	    NULL;
+	if (app.log == NULL || app.http == NULL || app.sigint == NULL ||
+	    app.sigterm == NULL || event_add(app.sigint, NULL) != 0 ||
+	    event_add(app.sigterm, NULL) != 0) {
+		fprintf(stderr,
+		    "webhook-receiver: cannot set up the event loop\n");
 		goto out;
 	}
 	evhttp_set_max_body_size(app.http, RECV_MAX_BODY);
 	evhttp_set_max_headers_size(app.http, RECV_MAX_HEADERS);
 	evhttp_set_timeout(app.http, RECV_TIMEOUT_S);
-	evhttp_set_allowed_methods(app.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-	    EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
+	evhttp_set_allowed_methods(app.http,
+	    EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+		EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
 	evhttp_set_default_content_type(app.http, "application/json");
 	/* Lets a client still uploading an oversized body read its 413. */
 	evhttp_set_flags(app.http, EVHTTP_SERVER_LINGERING_CLOSE);
 	evhttp_set_gencb(app.http, recv_on_request, &app);
-	if (evhttp_bind_socket_with_handle(app.http, addr, (ev_uint16_t)port) == NULL) {
-		fprintf(stderr, "webhook-receiver: cannot listen on %s:%d: %s\n", addr, port,
-		    recv_libevent_warning[0] != '\0' ? recv_libevent_warning : strerror(errno));
+	if (evhttp_bind_socket_with_handle(app.http, addr, (ev_uint16_t)port) ==
+	    NULL) {
+		fprintf(stderr,
+		    "webhook-receiver: cannot listen on %s:%d: %s\n", addr,
+		    port,
+		    recv_libevent_warning[0] != '\0' ? recv_libevent_warning :
+						       strerror(errno));
 		goto out;
 	}
 	recv_libevent_live = 1;
 	/* Printed even with --quiet: scripts wait for it to know we are up. */
 	recv_now(now, sizeof(now));
-	recv_emit(json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:s}", "ts", now, "level", "info",
-	    "msg", "receiver listening", "component", "receiver", "bind", addr, "port", port,
-	    "path", app.path, "mode", recv_mode_names[app.set.mode]));
+	recv_emit(json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:s}", "ts", now,
+	    "level", "info", "msg", "receiver listening", "component",
+	    "receiver", "bind", addr, "port", port, "path", app.path, "mode",
+	    recv_mode_names[app.set.mode]));
 	rc = event_base_dispatch(app.base) == 0 ? 0 : 1;
 out:
 	/* Pending slow and hanging requests are not answered: evhttp_free frees them. */

@@ -11,34 +11,38 @@ static int harness_checks_failed;
 static int harness_passed;
 static int harness_failed;
 
-#define CHECK(cond) do { \
-	if (!(cond)) { \
-		harness_checks_failed++; \
-		fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, \
-		    __LINE__, #cond); \
-	} \
-} while (0)
+#define CHECK(cond) \
+	do { \
+		if (!(cond)) { \
+			harness_checks_failed++; \
+			fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", \
+			    __FILE__, __LINE__, #cond); \
+		} \
+	} while (0)
 
-#define CHECK_STR(a, b) do { \
-	const char *a_ = (a), *b_ = (b); \
-	if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0) { \
-		harness_checks_failed++; \
-		fprintf(stderr, "  %s:%d: \"%s\" != \"%s\"\n", __FILE__, \
-		    __LINE__, a_ ? a_ : "(null)", b_ ? b_ : "(null)"); \
-	} \
-} while (0)
+#define CHECK_STR(a, b) \
+	do { \
+		const char *a_ = (a), *b_ = (b); \
+		if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0) { \
+			harness_checks_failed++; \
+			fprintf(stderr, "  %s:%d: \"%s\" != \"%s\"\n", \
+			    __FILE__, __LINE__, a_ ? a_ : "(null)", \
+			    b_ ? b_ : "(null)"); \
+		} \
+	} while (0)
 
-#define RUN(fn) do { \
-	int before_ = harness_checks_failed; \
-	fn(); \
-	if (harness_checks_failed == before_) { \
-		harness_passed++; \
-		printf("ok   %s\n", #fn); \
-	} else { \
-		harness_failed++; \
-		printf("FAIL %s\n", #fn); \
-	} \
-} while (0)
+#define RUN(fn) \
+	do { \
+		int before_ = harness_checks_failed; \
+		fn(); \
+		if (harness_checks_failed == before_) { \
+			harness_passed++; \
+			printf("ok   %s\n", #fn); \
+		} else { \
+			harness_failed++; \
+			printf("FAIL %s\n", #fn); \
+		} \
+	} while (0)
 
 static inline int
 harness_done(void)

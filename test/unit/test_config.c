@@ -89,10 +89,19 @@ test_duration_invalid(void)
 static void
 test_duration_format(void)
 {
-	static const struct { int64_t ms; const char *out; } cases[] = {
-		{ 0, "0" }, { 1, "1ms" }, { 10, "10ms" }, { 1500, "1s500ms" },
-		{ 30000, "30s" }, { 120000, "2m" }, { 5400000, "1h30m" },
-		{ 86400000, "24h" }, { 31536000000, "8760h" },
+	static const struct {
+		int64_t ms;
+		const char *out;
+	} cases[] = {
+		{ 0, "0" },
+		{ 1, "1ms" },
+		{ 10, "10ms" },
+		{ 1500, "1s500ms" },
+		{ 30000, "30s" },
+		{ 120000, "2m" },
+		{ 5400000, "1h30m" },
+		{ 86400000, "24h" },
+		{ 31536000000, "8760h" },
 		{ 3723004, "1h2m3s4ms" },
 	};
 
@@ -142,7 +151,8 @@ test_defaults(void)
 	CHECK_STR(c.redis_password, "");
 	CHECK_STR(c.webhook_auth_key, "");
 	CHECK_STR(c.swagger_dir, "web/swagger");
-	CHECK_STR(c.database_dsn, "postgres://postgres:postgres@localhost:5432/"
+	CHECK_STR(c.database_dsn,
+	    "postgres://postgres:postgres@localhost:5432/"
 	    "gopulse_messages?sslmode=disable");
 	config_fini(&c);
 }
@@ -164,7 +174,7 @@ test_set_values(void)
 	setenv("BIND_ADDR", "::1", 1);
 	setenv("WEBHOOK_AUTH_KEY", "k", 1);
 	setenv("SHUTDOWN_TIMEOUT", "0s", 1);
-	setenv("CACHE_TTL", "", 1);	/* empty = default */
+	setenv("CACHE_TTL", "", 1); /* empty = default */
 	CHECK(config_load(&c, err, sizeof(err)) == 0);
 	CHECK(c.port == 9000);
 	CHECK_STR(c.redis_host, "redis.internal");
@@ -254,7 +264,7 @@ test_bad_values(void)
 		char err[512];
 
 		CHECK(load_with(cases[i].var, cases[i].val, &c, err,
-		    sizeof(err)) == -1);
+			  sizeof(err)) == -1);
 		check_error(cases[i].var, cases[i].val, err, false);
 	}
 }
@@ -273,12 +283,12 @@ test_every_row(void)
 		CHECK(var->field < sizeof(struct config));
 		for (size_t k = 0; k < i; k++)
 			CHECK(strcmp(config_vars[k].name, var->name) != 0);
-		CHECK(load_with(var->name, var->dflt, &c, err,
-		    sizeof(err)) == 0);
+		CHECK(load_with(var->name, var->dflt, &c, err, sizeof(err)) ==
+		    0);
 		config_fini(&c);
 		if (var->kind == CONFIG_BOOL) {
 			CHECK(load_with(var->name, "maybe", &c, err,
-			    sizeof(err)) == -1);
+				  sizeof(err)) == -1);
 			check_error(var->name, "maybe", err, false);
 		}
 		if (var->kind != CONFIG_INT && var->kind != CONFIG_DURATION)
@@ -294,8 +304,8 @@ test_every_row(void)
 				continue;
 			snprintf(v, sizeof(v), "%lld%s", (long long)n,
 			    var->kind == CONFIG_DURATION ? "ms" : "");
-			CHECK(load_with(var->name, v, &c, err,
-			    sizeof(err)) == (ok ? 0 : -1));
+			CHECK(load_with(var->name, v, &c, err, sizeof(err)) ==
+			    (ok ? 0 : -1));
 			if (ok)
 				config_fini(&c);
 			else
@@ -303,7 +313,8 @@ test_every_row(void)
 		}
 		/* Zero is allowed exactly when the row says so. */
 		if (var->min > 0) {
-			int rc = load_with(var->name, "0", &c, err, sizeof(err));
+			int rc = load_with(var->name, "0", &c, err,
+			    sizeof(err));
 
 			CHECK(rc == ((var->flags & CONFIG_ZERO_OFF) ? 0 : -1));
 			if (rc == 0)
@@ -321,7 +332,7 @@ test_load_var(void)
 	memset(&c, 0, sizeof(c));
 	clear_env();
 	setenv("PORT", "8080abc", 1);
-	setenv("SCHEDULER_INTERVAL", "nonsense", 1);	/* not asked for */
+	setenv("SCHEDULER_INTERVAL", "nonsense", 1); /* not asked for */
 	CHECK(config_load_var(&c, "PORT", err, sizeof(err)) == -1);
 	CHECK(strstr(err, "PORT=\"8080abc\"") != NULL);
 	setenv("PORT", "9001", 1);
@@ -347,8 +358,10 @@ test_log_fields(void)
 	clear_env();
 	setenv("REDIS_PASSWORD", "hunter2redis", 1);
 	setenv("WEBHOOK_AUTH_KEY", "hunter2key", 1);
-	setenv("DATABASE_DSN", "postgres://u:hunter2dsn@db:5432/x?"
-	    "sslmode=disable&sslpassword=hunter2ssl", 1);
+	setenv("DATABASE_DSN",
+	    "postgres://u:hunter2dsn@db:5432/x?"
+	    "sslmode=disable&sslpassword=hunter2ssl",
+	    1);
 	setenv("SCHEDULER_INTERVAL", "90s", 1);
 	CHECK(config_load(&c, err, sizeof(err)) == 0);
 	j = config_json(&c);
@@ -395,7 +408,7 @@ test_markdown(void)
 	config_doc_markdown(f);
 	fclose(f);
 	for (line = strtok_r(buf, "\n", &save); line != NULL;
-	    line = strtok_r(NULL, "\n", &save), rows++) {
+	     line = strtok_r(NULL, "\n", &save), rows++) {
 		char want[64];
 
 		if (rows < 2)
@@ -413,24 +426,34 @@ test_dsn_bad(void)
 {
 	static const char *const cases[] = {
 		"host=db port='unterminated",
-		"host=db sslmode=bogus", "postgres://db/x?sslmode=Require",
-		"host=db sslmode=", "host=db gssencmode=x",
+		"host=db sslmode=bogus",
+		"postgres://db/x?sslmode=Require",
+		"host=db sslmode=",
+		"host=db gssencmode=x",
 		"host=db channel_binding=maybe",
 		"host=db target_session_attrs=primary-ish",
-		"host=db connect_timeout=10s", "host=db connect_timeout=",
-		"host=db keepalives=yes", "host=db keepalives_idle=x",
-		"host=db keepalives_interval=1.5", "host=db keepalives_count=",
+		"host=db connect_timeout=10s",
+		"host=db connect_timeout=",
+		"host=db keepalives=yes",
+		"host=db keepalives_idle=x",
+		"host=db keepalives_interval=1.5",
+		"host=db keepalives_count=",
 		"host=db keepalives_count=99999999999",
 		"host=db tcp_user_timeout=abc",
 		"host=db ssl_min_protocol_version=TLSv1.4",
 		"host=db ssl_max_protocol_version=SSLv3",
 		"host=db ssl_max_protocol_version=TLSv1.1",
 		"host=db ssl_min_protocol_version=TLSv1.3 "
-		    "ssl_max_protocol_version=TLSv1.2",
-		"host=db port=0", "host=db port=65536", "host=db port=54x",
-		"host=a,b port=1,2,3", "host=a,b hostaddr=127.0.0.1",
-		"hostaddr=db.example", "hostaddr=127.0.0.1,nope",
-		"host=db sslmdoe=require", "postgres://db/x?sslmdoe=require",
+		"ssl_max_protocol_version=TLSv1.2",
+		"host=db port=0",
+		"host=db port=65536",
+		"host=db port=54x",
+		"host=a,b port=1,2,3",
+		"host=a,b hostaddr=127.0.0.1",
+		"hostaddr=db.example",
+		"hostaddr=127.0.0.1,nope",
+		"host=db sslmdoe=require",
+		"postgres://db/x?sslmdoe=require",
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
@@ -438,7 +461,7 @@ test_dsn_bad(void)
 		char err[512];
 
 		CHECK(load_with("DATABASE_DSN", cases[i], &c, err,
-		    sizeof(err)) == -1);
+			  sizeof(err)) == -1);
 		CHECK(strncmp(err, "invalid DATABASE_DSN=", 21) == 0);
 		CHECK(strchr(err, '\n') == NULL);
 		if (strncmp(err, "invalid DATABASE_DSN=", 21) != 0)
@@ -469,7 +492,7 @@ test_dsn_secrets(void)
 		char err[512];
 
 		CHECK(load_with("DATABASE_DSN", cases[i], &c, err,
-		    sizeof(err)) == -1);
+			  sizeof(err)) == -1);
 		CHECK(strstr(err, "DATABASE_DSN") != NULL);
 		CHECK(strstr(err, "ter2") == NULL);
 		if (strstr(err, "ter2") != NULL)
@@ -507,7 +530,7 @@ test_dsn_defaults(void)
 	CHECK(strstr(why, "3 numbers for 2 hosts") != NULL);
 	CHECK(dsn_check("service=bad host=db", why, sizeof(why)) == -1);
 	CHECK(strstr(why, "\"sometimes\" (not in the DSN)") != NULL);
-	CHECK(getenv("PGSERVICE") == NULL);	/* put back as it was */
+	CHECK(getenv("PGSERVICE") == NULL); /* put back as it was */
 	setenv("PGSERVICE", "bad", 1);
 	CHECK(dsn_check("host=db", why, sizeof(why)) == -1);
 	CHECK(dsn_check("host=db sslmode=disable", why, sizeof(why)) == 0);
@@ -553,33 +576,51 @@ closed_port(void)
 static void
 test_dsn_matches_libpq(void)
 {
-	static const struct { const char *opts; bool ok; } cases[] = {
-		{ "", true }, { "sslmode=require", true },
-		{ "sslmode=verify-full", true }, { "sslmode=bogus", false },
-		{ "sslmode=", false }, { "gssencmode=disable", true },
-		{ "gssencmode=x", false }, { "channel_binding=require", true },
+	static const struct {
+		const char *opts;
+		bool ok;
+	} cases[] = {
+		{ "", true },
+		{ "sslmode=require", true },
+		{ "sslmode=verify-full", true },
+		{ "sslmode=bogus", false },
+		{ "sslmode=", false },
+		{ "gssencmode=disable", true },
+		{ "gssencmode=x", false },
+		{ "channel_binding=require", true },
 		{ "channel_binding=x", false },
 		{ "target_session_attrs=read-write", true },
 		{ "target_session_attrs=prefer-standby", true },
 		{ "target_session_attrs=x", false },
-		{ "connect_timeout=5", true }, { "connect_timeout= 7 ", true },
-		{ "connect_timeout=-3", true }, { "connect_timeout=x", false },
-		{ "connect_timeout=", false }, { "keepalives=0", true },
-		{ "keepalives=x", false }, { "keepalives_idle=1x", false },
+		{ "connect_timeout=5", true },
+		{ "connect_timeout= 7 ", true },
+		{ "connect_timeout=-3", true },
+		{ "connect_timeout=x", false },
+		{ "connect_timeout=", false },
+		{ "keepalives=0", true },
+		{ "keepalives=x", false },
+		{ "keepalives_idle=1x", false },
 		{ "keepalives_interval=x", false },
 		{ "keepalives_count=99999999999", false },
-		{ "tcp_user_timeout=100", true }, { "tcp_user_timeout=x", false },
+		{ "tcp_user_timeout=100", true },
+		{ "tcp_user_timeout=x", false },
 		{ "ssl_max_protocol_version=tlsv1.3", true },
 		{ "ssl_min_protocol_version=TLSv1 "
-		    "ssl_max_protocol_version=TLSv1.1", true },
+		  "ssl_max_protocol_version=TLSv1.1",
+		    true },
 		{ "ssl_max_protocol_version=TLSv1.1", false },
 		{ "ssl_min_protocol_version=x", false },
 		{ "ssl_min_protocol_version=TLSv1.3 "
-		    "ssl_max_protocol_version=TLSv1.2", false },
-		{ "hostaddr=bogus", false }, { "hostaddr=::1", true },
-		{ "host=a,b", false }, { "port=0", false },
-		{ "port=99999", false }, { "port=1,2", false },
-		{ "sslcompression=x", true }, { "replication=bogus", true },
+		  "ssl_max_protocol_version=TLSv1.2",
+		    false },
+		{ "hostaddr=bogus", false },
+		{ "hostaddr=::1", true },
+		{ "host=a,b", false },
+		{ "port=0", false },
+		{ "port=99999", false },
+		{ "port=1,2", false },
+		{ "sslcompression=x", true },
+		{ "replication=bogus", true },
 		{ "nosuchoption=1", false },
 	};
 	int port = closed_port();
@@ -591,8 +632,10 @@ test_dsn_matches_libpq(void)
 		bool ours, libpqs;
 		PGconn *conn;
 
-		snprintf(dsn, sizeof(dsn), "hostaddr=127.0.0.1 port=%d user=x "
-		    "dbname=x %s", port, cases[i].opts);
+		snprintf(dsn, sizeof(dsn),
+		    "hostaddr=127.0.0.1 port=%d user=x "
+		    "dbname=x %s",
+		    port, cases[i].opts);
 		ours = dsn_check(dsn, why, sizeof(why)) == 0;
 		conn = PQconnectdb(dsn);
 		msg = PQerrorMessage(conn);

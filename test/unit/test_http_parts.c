@@ -29,7 +29,7 @@ test_query_valid(void)
 		char err[128] = "";
 
 		CHECK(query_parse_list(cases[i].q, &limit, &offset, err,
-		    sizeof(err)) == 0);
+			  sizeof(err)) == 0);
 		CHECK(limit == cases[i].limit);
 		CHECK(offset == cases[i].offset);
 	}
@@ -67,8 +67,8 @@ test_router_table(void)
 
 	CHECK(router_find(api_routes, api_routes_count, "/health") != NULL);
 	CHECK(router_find(api_routes, api_routes_count, "/messages") != NULL);
-	CHECK(router_find(api_routes, api_routes_count, "/messages/start")
-	    != NULL);
+	CHECK(router_find(api_routes, api_routes_count, "/messages/start") !=
+	    NULL);
 	CHECK(router_find(api_routes, api_routes_count, "/messages/") == NULL);
 	CHECK(router_find(api_routes, api_routes_count, "/nope") == NULL);
 	router_allow(EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS,
@@ -83,15 +83,16 @@ test_message_json(void)
 {
 	struct message m[2] = {
 		{ 42, "+905551112233", "Hello \"world\"", "sent",
-		  "2026-11-27T10:00:00.123Z", 1, "2026-11-27T09:59:00.000Z",
-		  "b1c2" },
+		    "2026-11-27T10:00:00.123Z", 1, "2026-11-27T09:59:00.000Z",
+		    "b1c2" },
 		{ 7, "+15550001111", "Hi", "sent", NULL, 0,
-		  "2026-11-27T09:00:00.000Z", NULL },
+		    "2026-11-27T09:00:00.000Z", NULL },
 	};
 	json_t *j = message_list_to_json(m, 2);
 	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
 
-	CHECK_STR(s, "{\"messages\":[{\"id\":42,\"recipient\":\"+905551112233\","
+	CHECK_STR(s,
+	    "{\"messages\":[{\"id\":42,\"recipient\":\"+905551112233\","
 	    "\"content\":\"Hello \\\"world\\\"\",\"status\":\"sent\","
 	    "\"sent_at\":\"2026-11-27T10:00:00.123Z\",\"retry_count\":1,"
 	    "\"created_at\":\"2026-11-27T09:59:00.000Z\","
@@ -116,8 +117,11 @@ test_message_json(void)
 static void
 test_service_errors(void)
 {
-	static const struct { enum svc_err err; int status; const char *msg; }
-	    cases[] = {
+	static const struct {
+		enum svc_err err;
+		int status;
+		const char *msg;
+	} cases[] = {
 		{ SVC_INVALID, 400, "bad request" },
 		{ SVC_NOT_FOUND, 404, "not found" },
 		{ SVC_CONFLICT, 409, "conflict" },
@@ -130,13 +134,15 @@ test_service_errors(void)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		json_t *b = reply_fail_body(cases[i].err, NULL);
 		char *s = b ? json_dumps(b, JSON_COMPACT | JSON_SORT_KEYS) :
-		    NULL;
+			      NULL;
 		char want[128];
 
 		CHECK(reply_status(cases[i].err) == cases[i].status);
 		CHECK(strcmp(reply_reason(cases[i].status), "Unknown") != 0);
-		snprintf(want, sizeof(want), "{\"error\":\"%s\","
-		    "\"status\":\"error\"}", cases[i].msg);
+		snprintf(want, sizeof(want),
+		    "{\"error\":\"%s\","
+		    "\"status\":\"error\"}",
+		    cases[i].msg);
 		CHECK_STR(s, want);
 		free(s);
 		json_decref(b);

@@ -37,7 +37,7 @@ test_2xx_is_sent(void)
 		CHECK(o.kind == OUTCOME_SENT);
 		CHECK_STR(o.response_id, "abc-1");
 		CHECK(o.error == NULL);
-		CHECK(o.retry_count == 2);	/* unchanged by a success */
+		CHECK(o.retry_count == 2); /* unchanged by a success */
 		CHECK(!o.warn_no_id);
 		outcome_fini(&o);
 	}
@@ -124,15 +124,15 @@ test_gives_up_after_max_attempts(void)
 	struct webhook_result r = http(500, NULL);
 	struct outcome o;
 
-	outcome_decide(&o, &r, 3, 5, 5000);	/* 4th attempt */
+	outcome_decide(&o, &r, 3, 5, 5000); /* 4th attempt */
 	CHECK(o.kind == OUTCOME_RETRY);
 	outcome_fini(&o);
-	outcome_decide(&o, &r, 4, 5, 5000);	/* 5th attempt: the last */
+	outcome_decide(&o, &r, 4, 5, 5000); /* 5th attempt: the last */
 	CHECK(o.kind == OUTCOME_FAILED);
 	CHECK(o.retry_count == 5);
 	CHECK(o.error && strstr(o.error, "gave up after 5 attempts") != NULL);
 	outcome_fini(&o);
-	outcome_decide(&o, &r, 0, 1, 5000);	/* MAX_ATTEMPTS=1 */
+	outcome_decide(&o, &r, 0, 1, 5000); /* MAX_ATTEMPTS=1 */
 	CHECK(o.kind == OUTCOME_FAILED);
 	outcome_fini(&o);
 }

@@ -24,7 +24,7 @@
 #include "util.h"
 
 #define WATCHDOG_MS 5000
-#define LOOKUP_MS 300		/* the silent server's lookups give up */
+#define LOOKUP_MS 300 /* the silent server's lookups give up */
 
 static const struct pghosts_defaults no_defaults = { NULL, NULL, NULL };
 
@@ -52,11 +52,12 @@ names(const char *dsn, const struct pghosts_defaults *def)
 	return out;
 }
 
-#define CHECK_NAMES(dsn, def, want) do { \
-	char *got_ = names(dsn, def); \
-	CHECK_STR(got_, want); \
-	free(got_); \
-} while (0)
+#define CHECK_NAMES(dsn, def, want) \
+	do { \
+		char *got_ = names(dsn, def); \
+		CHECK_STR(got_, want); \
+		free(got_); \
+	} while (0)
 
 static void
 test_single_hosts(void)
@@ -91,8 +92,7 @@ static void
 test_mismatched_lists(void)
 {
 	CHECK_NAMES("host=a,b hostaddr=10.0.0.1 dbname=x", NULL, "NULL");
-	CHECK_NAMES("host=a hostaddr=10.0.0.1,10.0.0.2 dbname=x", NULL,
-	    "NULL");
+	CHECK_NAMES("host=a hostaddr=10.0.0.1,10.0.0.2 dbname=x", NULL, "NULL");
 	CHECK_NAMES("host=a,b port=1,2,3 dbname=x", NULL, "NULL");
 	CHECK_NAMES("host=a,b port=1,2 dbname=x", NULL, "a b");
 	CHECK_NAMES("host=a,b port=1 dbname=x", NULL, "a b");
@@ -158,7 +158,8 @@ test_service_file(void)
 	if (f == NULL)
 		return;
 	fputs("[one]\nhost=svc1,svc2\nport=1,2\n[addr]\nhost=svc3\n"
-	    "hostaddr=10.0.0.3\n", f);
+	      "hostaddr=10.0.0.3\n",
+	    f);
 	fclose(f);
 	setenv("PGSERVICEFILE", path, 1);
 	setenv("PGHOST", "fromenv", 1);
@@ -193,8 +194,8 @@ test_service_file(void)
 
 struct outcome {
 	int calls;
-	bool in_call;		/* set around pghosts_resolve */
-	bool sync_call;		/* the callback ran inside it */
+	bool in_call;	/* set around pghosts_resolve */
+	bool sync_call; /* the callback ran inside it */
 	char err[256];
 	int64_t at_ms;
 };
@@ -282,8 +283,8 @@ test_silent_name_is_skipped(void)
 {
 	struct outcome o;
 	int64_t t0 = util_now_ms();
-	struct pghosts *h = resolve_dsn(
-	    "host=stuck.test,db-a.test,/tmp port=11,22,33", &o);
+	struct pghosts *h =
+	    resolve_dsn("host=stuck.test,db-a.test,/tmp port=11,22,33", &o);
 
 	if (h == NULL)
 		return;
@@ -300,8 +301,8 @@ static void
 test_one_port_for_all(void)
 {
 	struct outcome o;
-	struct pghosts *h = resolve_dsn(
-	    "host=db-a.test,stuck.test,db6.test port=5432", &o);
+	struct pghosts *h =
+	    resolve_dsn("host=db-a.test,stuck.test,db6.test port=5432", &o);
 
 	if (h == NULL)
 		return;
@@ -335,7 +336,8 @@ test_no_name_resolves(void)
 
 	if (h == NULL)
 		return;
-	CHECK_STR(o.err, "cannot resolve stuck.test: timeout; "
+	CHECK_STR(o.err,
+	    "cannot resolve stuck.test: timeout; "
 	    "cannot resolve bad_name!: invalid host name");
 	pghosts_free(h);
 	/* One name: the same words as a single host always had. */

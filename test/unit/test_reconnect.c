@@ -49,7 +49,7 @@ test_delays_double_up_to_the_cap(void)
 	/* The first retry is quick: a blip costs 100 ms, not seconds. */
 	memset(&rc, 0, sizeof(rc));
 	CHECK(reconnect_next_delay_ms(&rc) <= TIMING_RECONNECT_BASE_MS *
-	    (100 + TIMING_RECONNECT_JITTER_PCT) / 100);
+		(100 + TIMING_RECONNECT_JITTER_PCT) / 100);
 }
 
 /* Instances that lost the same server must spread out. */

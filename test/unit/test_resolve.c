@@ -27,15 +27,15 @@
 
 struct result {
 	int calls;
-	bool in_submit;		/* set around resolve_host */
-	bool sync_call;		/* the callback ran inside resolve_host */
+	bool in_submit; /* set around resolve_host */
+	bool sync_call; /* the callback ran inside resolve_host */
 	char ip[RESOLVE_IP_MAX];
 	char err[128];
 	int64_t at_ms;
 };
 
 static struct event_base *base;
-static int outstanding;		/* callbacks still expected */
+static int outstanding; /* callbacks still expected */
 static bool watchdog_fired;
 
 static void
@@ -99,7 +99,7 @@ struct fake_dns {
 	int port;
 	struct event *ev;
 	int queries;
-	bool servfail;		/* a broken server: SERVFAIL to everything */
+	bool servfail; /* a broken server: SERVFAIL to everything */
 };
 
 static void
@@ -130,7 +130,8 @@ fake_dns_on_read(evutil_socket_t fd, short what, void *arg)
 	if (n < 17)
 		return;
 	fd_->queries++;
-	while (pos < (size_t)n && q[pos] != 0 && nl + q[pos] + 2 < sizeof(name)) {
+	while (pos < (size_t)n && q[pos] != 0 &&
+	    nl + q[pos] + 2 < sizeof(name)) {
 		if (nl > 0)
 			name[nl++] = '.';
 		memcpy(name + nl, q + pos + 1, q[pos]);
@@ -144,7 +145,8 @@ fake_dns_on_read(evutil_socket_t fd, short what, void *arg)
 	qtype = (unsigned)q[pos + 1] << 8 | q[pos + 2];
 	if (strcasecmp(name, "slow.test") == 0)
 		return;
-	if (strcasecmp(name, "a.test") == 0 || strcasecmp(name, "six.test") == 0)
+	if (strcasecmp(name, "a.test") == 0 ||
+	    strcasecmp(name, "six.test") == 0)
 		rcode = 0;
 	if (fd_->servfail)
 		rcode = 2;
@@ -154,8 +156,9 @@ fake_dns_on_read(evutil_socket_t fd, short what, void *arg)
 		inet_pton(AF_INET, "10.1.2.3", rdata);
 		rdlen = 4;
 	} else if (rcode == 0 && qtype == 28) {
-		inet_pton(AF_INET6, strcasecmp(name, "a.test") == 0 ?
-		    "fd00::1" : "fd00::6", rdata);
+		inet_pton(AF_INET6,
+		    strcasecmp(name, "a.test") == 0 ? "fd00::1" : "fd00::6",
+		    rdata);
 		rdlen = 16;
 	}
 	ancount = rdlen > 0;
@@ -285,15 +288,16 @@ test_hosts_file(void)
 {
 	char path[] = "/tmp/test_resolve_hostsXXXXXX";
 	int fd = mkstemp(path);
-	const char text[] = "# test hosts\n"
+	const char text[] =
+	    "# test hosts\n"
 	    "10.9.8.7   cache.internal  cache   # trailing comment\n"
 	    "fd00::5    v6only.internal\n"
 	    "not-an-ip  broken.internal\n";
 	struct resolver *r = resolver_new(base);
 	struct result a, alias, six, broken;
 
-	CHECK(fd >= 0 && write(fd, text, sizeof(text) - 1) ==
-	    (ssize_t)(sizeof(text) - 1));
+	CHECK(fd >= 0 &&
+	    write(fd, text, sizeof(text) - 1) == (ssize_t)(sizeof(text) - 1));
 	close(fd);
 	CHECK(resolver_add_hosts(r, path) == 0);
 	CHECK(resolver_add_hosts(r, "/nonexistent/hosts") == -1);
@@ -331,7 +335,7 @@ test_dns(void)
 	submit(r, "nx.test", 2000, &nx);
 	run_loop(WATCHDOG_MS);
 	CHECK(a.calls == 1 && !a.sync_call);
-	CHECK_STR(a.ip, "10.1.2.3");	/* IPv4 preferred */
+	CHECK_STR(a.ip, "10.1.2.3"); /* IPv4 preferred */
 	CHECK_STR(six.ip, "fd00::6");
 	CHECK(nx.calls == 1 && nx.ip[0] == '\0');
 	CHECK_STR(nx.err, "name does not exist");

@@ -19,8 +19,8 @@ test_retry_after_delta(void)
 	CHECK(webhook_parse_retry_after(" 120\r\n", RFC_DATE) == 120);
 	CHECK(webhook_parse_retry_after("\t5 ", RFC_DATE) == 5);
 	/* Too large to represent counts as 2^31 (RFC 9111 1.2.2). */
-	CHECK(webhook_parse_retry_after("99999999999999999999999",
-	    RFC_DATE) == 2147483648LL);
+	CHECK(webhook_parse_retry_after("99999999999999999999999", RFC_DATE) ==
+	    2147483648LL);
 	CHECK(webhook_parse_retry_after("2147483647", RFC_DATE) ==
 	    2147483647LL);
 }
@@ -30,18 +30,18 @@ test_retry_after_date(void)
 {
 	/* The three HTTP-date forms, 30 s ahead of now. */
 	CHECK(webhook_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT",
-	    RFC_DATE - 30) == 30);
+		  RFC_DATE - 30) == 30);
 	CHECK(webhook_parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT",
-	    RFC_DATE - 30) == 30);
+		  RFC_DATE - 30) == 30);
 	CHECK(webhook_parse_retry_after("Sun Nov  6 08:49:37 1994",
-	    RFC_DATE - 30) == 30);
+		  RFC_DATE - 30) == 30);
 	CHECK(webhook_parse_retry_after(" Sun, 06 Nov 1994 08:49:37 GMT\r\n",
-	    RFC_DATE) == 0);
+		  RFC_DATE) == 0);
 	/* A date already past means "now", not a negative delay. */
 	CHECK(webhook_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT",
-	    RFC_DATE + 3600) == 0);
+		  RFC_DATE + 3600) == 0);
 	CHECK(webhook_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT",
-	    1445412480LL - 3600) == 3600);
+		  1445412480LL - 3600) == 3600);
 }
 
 static void
