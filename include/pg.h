@@ -1,10 +1,19 @@
 /* pg.h - one nonblocking PostgreSQL connection driven by the event loop.
  *
  * The connection reconnects by itself with capped, jittered backoff. After
- * each connect an optional setup hook runs first (schema migrations); only
- * then does the connection accept ordinary queries. Queries queue FIFO,
- * one in flight at a time. Every accepted query's callback runs exactly
- * once: with its result, its error, or the loss of the connection.
+ * each connect an optional setup hook runs first (schema migrations), one
+ * simple-protocol script at a time; only then does the connection accept
+ * ordinary queries. Those are pipelined (libpq pipeline mode): several in
+ * flight at once, answered in the order they were queued, each in its own
+ * transaction, so one that fails never aborts another. Every statement is
+ * bounded on the server by query_timeout_ms (statement_timeout, set per
+ * transaction: no startup parameter, no session state, so PgBouncer in
+ * transaction mode is fine), and the connection is dropped when the
+ * server answers nothing for query_timeout_ms + a margin.
+ *
+ * Every accepted query's callback runs exactly once, never inside the
+ * call that queued it: with its result, its error, or the loss of the
+ * connection.
  */
 #ifndef GOPULSE_PG_H
 #define GOPULSE_PG_H
@@ -48,8 +57,10 @@ void pg_start(struct pg_conn *pg);
 /* Fails every queued query ("shutting down") and disconnects for good. */
 void pg_close(struct pg_conn *pg);
 
-/* Queue a query with text parameters (copied). -1 when the connection is
- * not ready: the callback will not run and the caller answers 503. */
+/* Queue one statement with text parameters (the text and parameters are
+ * copied). -1 when the connection is not ready: the callback will not run
+ * and the caller answers 503. Queries queued in one loop iteration leave
+ * in one write. */
 int pg_query(struct pg_conn *pg, const char *sql, int nparams,
     const char *const *params, pg_result_cb cb, void *arg) MUSTCHECK;
 /* A multi-statement script through the simple protocol, setup only. */

@@ -1,4 +1,17 @@
-/* pg.c - one nonblocking PostgreSQL connection driven by the event loop. */
+/* pg.c - one nonblocking PostgreSQL connection driven by the event loop.
+ *
+ * Setup (migrations) runs one simple-protocol script at a time. Once it
+ * is done the connection enters libpq's pipeline mode: every queued op is
+ * sent at once, each in its own Sync segment (one implicit transaction),
+ * and results are matched to ops in the order they were sent. An op is
+ * complete at its PGRES_PIPELINE_SYNC, not at a NULL: libpq's NULLs only
+ * tell the statements of one op apart.
+ *
+ * Each segment starts with set_config('statement_timeout', ..., true):
+ * the server bounds the statement that follows, for this transaction
+ * only. A startup parameter would do it once per session, but PgBouncer
+ * in transaction mode refuses `options` and a session SET would leak to
+ * other clients of the pooled server connection. */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,14 +25,30 @@
 #include "timing.h"
 #include "util.h"
 
+/* Ops sent and not yet answered, at most; the rest wait in the queue. It
+ * bounds what the server buffers for us, and keeps the watchdog's view
+ * simple: the oldest op is always the one the server is working on. */
+#define PG_PIPELINE_DEPTH 32
+/* Statements in one op's Sync segment: the set_config and the op's. */
+#define PG_OP_STATEMENTS 2
+
+enum pg_op_kind {
+	PG_OP_PARAMS, /* extended protocol; pipelined once ready */
+	PG_OP_SCRIPT, /* simple protocol, several statements: setup only */
+};
+
+/* One allocation per op: the struct, the parameter pointers, then the
+ * texts they point to (copied, so callers may pass temporaries). */
 struct pg_op {
 	STAILQ_ENTRY(pg_op) next;
-	char *sql;
+	enum pg_op_kind kind;
+	const char *sql;
 	int nparams;
-	char **params;
-	bool simple; /* PQsendQuery: multi-statement script */
+	const char **params;
 	pg_result_cb cb;
 	void *arg;
+	PGresult *result; /* kept until the op completes */
+	int nulls;	  /* pipeline: statements of the op that ended */
 };
 
 STAILQ_HEAD(pg_op_list, pg_op);
@@ -28,27 +57,28 @@ struct pg_conn {
 	enum pg_state state;
 	struct event_base *base;
 	char *dsn;
-	char *options; /* "-c statement_timeout=..." */
 	struct resolver *resolver;
 	struct pghosts *hosts; /* NULL when libpq looks up no name */
 	int64_t query_timeout_ms;
+	char *timeout_sql; /* the set_config opening every segment */
 	PGconn *conn;
+	bool pipeline;		/* in libpq's pipeline mode */
 	struct event *ev_io;	/* one-shot, re-created per connect poll */
 	struct event *ev_read;	/* persistent once connected */
 	struct event *ev_write; /* one-shot while output is pending */
 	struct event *ev_retry;
-	struct event *ev_deadline; /* connect or current query */
+	struct event *ev_deadline; /* connect, or the oldest op sent */
 	struct event *ev_kick;	   /* sends queued work from the loop */
 	struct reconnect reconnect;
-	struct pg_op_list queue;
-	struct pg_op *current;
-	PGresult *result; /* kept for the current op until its NULL */
+	struct pg_op_list queue; /* not sent yet */
+	struct pg_op_list sent;	 /* sent, answered in this order */
+	size_t nqueued, nsent;
 	pg_setup_cb setup;
 	void *setup_arg;
 };
 
 static void pg_fail(struct pg_conn *pg, const char *reason);
-static void pg_send_next(struct pg_conn *pg);
+static void pg_send_queued(struct pg_conn *pg);
 static void pg_on_kick(evutil_socket_t fd, short what, void *arg);
 
 /* clang-format off */
@@ -79,22 +109,7 @@ pg_is_ready(const struct pg_conn *pg)
 size_t
 pg_pending(const struct pg_conn *pg)
 {
-	size_t n = pg->current != NULL;
-	const struct pg_op *op;
-
-	STAILQ_FOREACH(op, &pg->queue, next)
-		n++;
-	return n;
-}
-
-static void
-pg_op_free(struct pg_op *op)
-{
-	for (int i = 0; i < op->nparams; i++)
-		free(op->params[i]);
-	free(op->params);
-	free(op->sql);
-	free(op);
+	return pg->nqueued + pg->nsent;
 }
 
 /* libpq error texts end with a newline and may span lines. */
@@ -110,11 +125,53 @@ pg_trim(char *s)
 			*p = ' ';
 }
 
-static void
-pg_op_finish(struct pg_op *op, const PGresult *res, const char *err)
+static struct pg_op *
+pg_op_new(enum pg_op_kind kind, const char *prefix, const char *sql,
+    int nparams, const char *const *params, pg_result_cb cb, void *arg)
 {
-	op->cb(op->arg, res, err);
-	pg_op_free(op);
+	size_t plen = prefix ? strlen(prefix) : 0;
+	size_t slen = strlen(sql) + 1;
+	size_t size = sizeof(struct pg_op) + (size_t)nparams * sizeof(char *) +
+	    plen + slen;
+	struct pg_op *op;
+	char *text;
+
+	for (int i = 0; i < nparams; i++)
+		if (params[i] != NULL)
+			size += strlen(params[i]) + 1;
+	op = xmalloc(size);
+	memset(op, 0, sizeof(*op));
+	op->kind = kind;
+	op->nparams = nparams;
+	op->params = (const char **)(void *)(op + 1);
+	op->cb = cb;
+	op->arg = arg;
+	text = (char *)(op->params + nparams);
+	op->sql = text;
+	memcpy(text, prefix, plen);
+	memcpy(text + plen, sql, slen);
+	text += plen + slen;
+	for (int i = 0; i < nparams; i++) {
+		size_t n;
+
+		if (params[i] == NULL) {
+			op->params[i] = NULL;
+			continue;
+		}
+		n = strlen(params[i]) + 1;
+		memcpy(text, params[i], n);
+		op->params[i] = text;
+		text += n;
+	}
+	return op;
+}
+
+static void
+pg_op_finish(struct pg_op *op, const char *err)
+{
+	op->cb(op->arg, op->result, err);
+	PQclear(op->result);
+	free(op);
 }
 
 static void
@@ -123,6 +180,18 @@ pg_deadline_arm(struct pg_conn *pg, int64_t ms)
 	struct timeval tv = util_tv(ms);
 
 	event_add(pg->ev_deadline, &tv);
+}
+
+/* The server works through what was sent in order: the watchdog always
+ * watches the oldest op, from the moment it became the oldest. */
+static void
+pg_deadline_rearm(struct pg_conn *pg)
+{
+	if (STAILQ_EMPTY(&pg->sent))
+		event_del(pg->ev_deadline);
+	else
+		pg_deadline_arm(pg,
+		    pg->query_timeout_ms + TIMING_PG_DEADLINE_MARGIN_MS);
 }
 
 static void
@@ -143,26 +212,23 @@ pg_events_free(struct pg_conn *pg)
 	event_del(pg->ev_deadline);
 }
 
-/* Fails the op in flight and everything queued, exactly once each. The
- * queue is detached first so a callback that queries again cannot loop. */
+/* Fails every op sent or queued, exactly once each. The lists are
+ * detached first so a callback that queries again cannot loop. */
 static void
 pg_fail_ops(struct pg_conn *pg, const char *reason)
 {
 	struct pg_op_list ops = STAILQ_HEAD_INITIALIZER(ops);
 	struct pg_op *op;
 
-	if (pg->result != NULL) {
-		PQclear(pg->result);
-		pg->result = NULL;
-	}
-	if (pg->current != NULL) {
-		STAILQ_INSERT_HEAD(&pg->queue, pg->current, next);
-		pg->current = NULL;
-	}
+	STAILQ_CONCAT(&ops, &pg->sent);
 	STAILQ_CONCAT(&ops, &pg->queue);
+	pg->nsent = pg->nqueued = 0;
 	while ((op = STAILQ_FIRST(&ops)) != NULL) {
 		STAILQ_REMOVE_HEAD(&ops, next);
-		pg_op_finish(op, NULL, reason);
+		/* A partial answer must not pass for the op's result. */
+		PQclear(op->result);
+		op->result = NULL;
+		pg_op_finish(op, reason);
 	}
 }
 
@@ -176,6 +242,7 @@ pg_disconnect(struct pg_conn *pg)
 		PQfinish(pg->conn);
 		pg->conn = NULL;
 	}
+	pg->pipeline = false;
 }
 
 static void
@@ -217,7 +284,7 @@ pg_fail(struct pg_conn *pg, const char *reason)
 		pg_schedule_retry(pg);
 }
 
-/* ---- query flow ---- */
+/* ---- sending ---- */
 
 static void
 pg_flush(struct pg_conn *pg)
@@ -230,101 +297,180 @@ pg_flush(struct pg_conn *pg)
 		event_add(pg->ev_write, NULL);
 }
 
+/* Only between setup and the first op: libpq refuses while any result
+ * of the setup's simple-protocol scripts is still due. */
+static bool
+pg_enter_pipeline(struct pg_conn *pg)
+{
+	if (pg->pipeline)
+		return true;
+	if (!STAILQ_EMPTY(&pg->sent))
+		return false;
+	if (PQenterPipelineMode(pg->conn) != 1) {
+		pg_fail(pg, "cannot enter pipeline mode");
+		return false;
+	}
+	pg->pipeline = true;
+	return true;
+}
+
+/* One Sync segment: the timeout, the statement, the Sync. */
+static int
+pg_send_op(struct pg_conn *pg, struct pg_op *op)
+{
+	if (op->kind == PG_OP_SCRIPT)
+		return PQsendQuery(pg->conn, op->sql);
+	return PQsendQueryParams(pg->conn, pg->timeout_sql, 0, NULL, NULL, NULL,
+		   NULL, 0) &&
+	    PQsendQueryParams(pg->conn, op->sql, op->nparams, NULL, op->params,
+		NULL, NULL, 0) &&
+	    PQpipelineSync(pg->conn);
+}
+
+/* Sends what the connection may take now: during setup one script at a
+ * time, once ready every queued op up to PG_PIPELINE_DEPTH. */
 static void
-pg_send_next(struct pg_conn *pg)
+pg_send_queued(struct pg_conn *pg)
 {
 	struct pg_op *op;
-	int ok;
+	bool was_idle = STAILQ_EMPTY(&pg->sent);
+	int n = 0;
 
-	if (pg->current != NULL || (op = STAILQ_FIRST(&pg->queue)) == NULL)
+	if (pg->state == PG_READY && !pg_enter_pipeline(pg))
 		return;
-	STAILQ_REMOVE_HEAD(&pg->queue, next);
-	pg->current = op;
-	if (op->simple)
-		ok = PQsendQuery(pg->conn, op->sql);
-	else
-		ok = PQsendQueryParams(pg->conn, op->sql, op->nparams, NULL,
-		    (const char *const *)op->params, NULL, NULL, 0);
-	if (!ok) {
-		pg_fail(pg, PQerrorMessage(pg->conn));
-		return;
+	while ((op = STAILQ_FIRST(&pg->queue)) != NULL &&
+	    pg->nsent < PG_PIPELINE_DEPTH) {
+		if (!pg->pipeline && !STAILQ_EMPTY(&pg->sent))
+			break;
+		/* Setup scripts never reach a pipeline, nor ops a setup. */
+		assert((op->kind == PG_OP_SCRIPT) == !pg->pipeline);
+		STAILQ_REMOVE_HEAD(&pg->queue, next);
+		pg->nqueued--;
+		STAILQ_INSERT_TAIL(&pg->sent, op, next);
+		pg->nsent++;
+		if (!pg_send_op(pg, op)) {
+			pg_fail(pg, PQerrorMessage(pg->conn));
+			return;
+		}
+		n++;
 	}
-	pg_deadline_arm(pg,
-	    pg->query_timeout_ms + TIMING_PG_DEADLINE_MARGIN_MS);
+	if (n == 0)
+		return;
+	if (was_idle)
+		pg_deadline_rearm(pg);
 	pg_flush(pg);
 }
 
-/* Keeps the first error of a script, else its last result. */
-static void
-pg_keep_result(struct pg_conn *pg, PGresult *res)
-{
-	ExecStatusType st = PQresultStatus(res);
-	bool bad = st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE ||
-	    st == PGRES_NONFATAL_ERROR;
+/* ---- results ---- */
 
-	if (pg->result != NULL && !bad &&
-	    PQresultStatus(pg->result) == PGRES_FATAL_ERROR) {
+static bool
+pg_status_bad(ExecStatusType st)
+{
+	return st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK &&
+	    st != PGRES_PIPELINE_SYNC;
+}
+
+/* Keeps the first error, else the last result. */
+static void
+pg_keep_result(struct pg_op *op, PGresult *res)
+{
+	if (op->result != NULL && pg_status_bad(PQresultStatus(op->result))) {
 		PQclear(res);
 		return;
 	}
-	if (pg->result != NULL)
-		PQclear(pg->result);
-	pg->result = res;
+	PQclear(op->result);
+	op->result = res;
+}
+
+/* Takes one result for the oldest op sent; true once that op is done. */
+static bool
+pg_take_result(struct pg_conn *pg, struct pg_op *op, PGresult *res)
+{
+	if (!pg->pipeline) {
+		/* A script's results end with a NULL. */
+		if (res == NULL)
+			return true;
+		pg_keep_result(op, res);
+		return false;
+	}
+	if (res == NULL) {
+		op->nulls++;
+		return false;
+	}
+	switch (PQresultStatus(res)) {
+	case PGRES_PIPELINE_SYNC:
+		PQclear(res);
+		return true;
+	case PGRES_PIPELINE_ABORTED:
+		/* An earlier statement of the op failed: its error is kept. */
+		pg_keep_result(op, res);
+		return false;
+	default:
+		/* The set_config's own row is no answer to the caller; an
+		 * error of it is (the statement never ran). */
+		if (op->nulls == 0 && !pg_status_bad(PQresultStatus(res))) {
+			PQclear(res);
+			return false;
+		}
+		pg_keep_result(op, res);
+		return false;
+	}
 }
 
 static void
-pg_complete_current(struct pg_conn *pg)
+pg_complete(struct pg_conn *pg, struct pg_op *op)
 {
-	struct pg_op *op = pg->current;
-	PGresult *res = pg->result;
 	char *err = NULL;
 
-	pg->current = NULL;
-	pg->result = NULL;
-	event_del(pg->ev_deadline);
-	if (res == NULL) {
+	STAILQ_REMOVE_HEAD(&pg->sent, next);
+	pg->nsent--;
+	pg_deadline_rearm(pg);
+	if (op->result == NULL) {
 		err = xstrdup("no result");
-	} else {
-		ExecStatusType st = PQresultStatus(res);
-
-		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-			err = xstrdup(PQresultErrorMessage(res));
-			pg_trim(err);
-		}
+	} else if (PQresultStatus(op->result) == PGRES_PIPELINE_ABORTED) {
+		err = xstrdup("pipeline aborted");
+	} else if (pg_status_bad(PQresultStatus(op->result))) {
+		err = xstrdup(PQresultErrorMessage(op->result));
+		pg_trim(err);
 	}
-	pg_op_finish(op, res, err);
+	pg_op_finish(op, err);
 	free(err);
-	PQclear(res);
 }
 
 static void
 pg_drain_results(struct pg_conn *pg)
 {
-	while (pg->conn != NULL && !PQisBusy(pg->conn)) {
-		PGresult *res = PQgetResult(pg->conn);
+	struct pg_op *op;
 
-		if (pg->current == NULL) {
-			/* Nothing asked: whatever came is no answer to us. */
-			if (res == NULL)
-				break;
-			PQclear(res);
+	/* Never past our own FIFO: with nothing expected, libpq answers
+	 * NULL forever. A server that dies mid-pipeline never sends the
+	 * Sync we wait for: the status is checked on every turn. */
+	while (pg->conn != NULL && (op = STAILQ_FIRST(&pg->sent)) != NULL &&
+	    !PQisBusy(pg->conn)) {
+		if (PQstatus(pg->conn) == CONNECTION_BAD)
+			break;
+		if (!pg_take_result(pg, op, PQgetResult(pg->conn))) {
+			/* Two statements, so two NULLs at most, then the
+			 * Sync: more means libpq and we disagree. */
+			if (op->nulls > PG_OP_STATEMENTS) {
+				pg_fail(pg, "pipeline out of step");
+				return;
+			}
 			continue;
 		}
-		if (res != NULL) {
-			pg_keep_result(pg, res);
-			continue;
-		}
-		pg_complete_current(pg);
-		/* A callback may have queried (sending at once) or the
-		 * connection may have gone: re-check before going on. */
+		pg_complete(pg, op);
+		/* A callback may have closed the connection or, during
+		 * setup, ended it (pipeline mode comes next). */
 		if (pg->state != PG_READY && pg->state != PG_SETUP)
 			return;
-		pg_send_next(pg);
-		if (pg->current == NULL)
-			break;
 	}
-	if (pg->conn != NULL && PQstatus(pg->conn) == CONNECTION_BAD)
+	if (pg->conn == NULL)
+		return;
+	if (PQstatus(pg->conn) == CONNECTION_BAD) {
 		pg_fail(pg, PQerrorMessage(pg->conn));
+		return;
+	}
+	pg_send_queued(pg);
 }
 
 static void
@@ -340,8 +486,7 @@ pg_on_readable(evutil_socket_t fd, short what, void *arg)
 	}
 	/* libpq asks for this to avoid a deadlock: reading may unblock a
 	 * pending write. */
-	if (PQisnonblocking(pg->conn) &&
-	    event_pending(pg->ev_write, EV_WRITE, NULL)) {
+	if (event_pending(pg->ev_write, EV_WRITE, NULL)) {
 		pg_flush(pg);
 		if (pg->conn == NULL)
 			return;
@@ -395,6 +540,7 @@ pg_connected(struct pg_conn *pg)
 	int fd = PQsocket(pg->conn);
 
 	pg_events_free(pg);
+	/* Pipeline mode needs it: in blocking mode it can deadlock. */
 	if (PQsetnonblocking(pg->conn, 1) != 0) {
 		pg_fail(pg, PQerrorMessage(pg->conn));
 		return;
@@ -470,11 +616,11 @@ pg_connect_start(struct pg_conn *pg)
 	const char *keys[] = {
 		"dbname", "application_name", "keepalives", "keepalives_idle",
 		"keepalives_interval", "keepalives_count", "tcp_user_timeout",
-		"options", "host", "hostaddr", "port", NULL,
+		"host", "hostaddr", "port", NULL,
 	};
 	const char *vals[] = {
 		pg->dsn, "gopulse-messages", "1", "30", "10", "3", "30000",
-		pg->options, host, hostaddr, port, NULL,
+		host, hostaddr, port, NULL,
 	};
 	/* clang-format on */
 
@@ -543,9 +689,11 @@ pg_new(struct event_base *base, struct resolver *res, const char *dsn,
 	pg->dsn = xstrdup(dsn);
 	pg->hosts = pghosts_new(dsn);
 	pg->query_timeout_ms = query_timeout_ms;
-	pg->options = xasprintf("-c statement_timeout=%lld",
-	    (long long)query_timeout_ms);
+	pg->timeout_sql =
+	    xasprintf("SELECT set_config('statement_timeout', '%lld', true)",
+		(long long)query_timeout_ms);
 	STAILQ_INIT(&pg->queue);
+	STAILQ_INIT(&pg->sent);
 	pg->ev_retry = evtimer_new(base, pg_on_retry, pg);
 	pg->ev_deadline = evtimer_new(base, pg_on_deadline, pg);
 	pg->ev_kick = event_new(base, -1, 0, pg_on_kick, pg);
@@ -567,7 +715,8 @@ pg_start(struct pg_conn *pg)
 }
 
 /* Sending from the loop, never inside pg_query, means a callback never
- * runs before pg_query has returned to its caller. */
+ * runs before pg_query has returned to its caller; it also sends every op
+ * queued in one loop iteration in one write. */
 static void
 pg_on_kick(evutil_socket_t fd, short what, void *arg)
 {
@@ -576,15 +725,15 @@ pg_on_kick(evutil_socket_t fd, short what, void *arg)
 	UNUSED(fd);
 	UNUSED(what);
 	if (pg->state == PG_READY || pg->state == PG_SETUP)
-		pg_send_next(pg);
+		pg_send_queued(pg);
 }
 
 static int
 pg_enqueue(struct pg_conn *pg, struct pg_op *op)
 {
 	STAILQ_INSERT_TAIL(&pg->queue, op, next);
-	if (pg->current == NULL)
-		event_active(pg->ev_kick, EV_TIMEOUT, 0);
+	pg->nqueued++;
+	event_active(pg->ev_kick, EV_TIMEOUT, 0);
 	return 0;
 }
 
@@ -592,35 +741,29 @@ int
 pg_query(struct pg_conn *pg, const char *sql, int nparams,
     const char *const *params, pg_result_cb cb, void *arg)
 {
-	struct pg_op *op;
-
 	if (pg->state != PG_READY)
 		return -1;
-	op = xcalloc(1, sizeof(*op));
-	op->sql = xstrdup(sql);
-	op->nparams = nparams;
-	op->params = xcalloc((size_t)nparams, sizeof(char *));
-	for (int i = 0; i < nparams; i++)
-		op->params[i] = params[i] ? xstrdup(params[i]) : NULL;
-	op->cb = cb;
-	op->arg = arg;
-	return pg_enqueue(pg, op);
+	return pg_enqueue(pg,
+	    pg_op_new(PG_OP_PARAMS, NULL, sql, nparams, params, cb, arg));
 }
 
+/* The script's own implicit transaction (or the BEGIN block it opens)
+ * carries the timeout; the set_config's row comes first, and the caller
+ * sees the script's last result (or its first error). */
 int
 pg_setup_query(struct pg_conn *pg, const char *script, pg_result_cb cb,
     void *arg)
 {
-	struct pg_op *op;
+	char *prefix;
+	int rc;
 
 	if (pg->state != PG_SETUP)
 		return -1;
-	op = xcalloc(1, sizeof(*op));
-	op->sql = xstrdup(script);
-	op->simple = true;
-	op->cb = cb;
-	op->arg = arg;
-	return pg_enqueue(pg, op);
+	prefix = xasprintf("%s;\n", pg->timeout_sql);
+	rc = pg_enqueue(pg,
+	    pg_op_new(PG_OP_SCRIPT, prefix, script, 0, NULL, cb, arg));
+	free(prefix);
+	return rc;
 }
 
 void
@@ -661,7 +804,7 @@ pg_free(struct pg_conn *pg)
 	event_free(pg->ev_retry);
 	event_free(pg->ev_deadline);
 	event_free(pg->ev_kick);
-	free(pg->options);
+	free(pg->timeout_sql);
 	pghosts_free(pg->hosts);
 	free(pg->dsn);
 	free(pg);

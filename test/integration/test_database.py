@@ -4,7 +4,7 @@ import re
 import threading
 import time
 
-from harness import PRODUCED, RUN_FINISHED, IntegrationTest, wait_more_logs, wait_until
+from harness import PRODUCED, RUN_FINISHED, IntegrationTest, PgLock, wait_more_logs, wait_until
 
 E164 = re.compile(r"^\+[1-9]\d{9,14}$")
 
@@ -201,3 +201,55 @@ class OutageTest(IntegrationTest):
             self.pg.thaw()
         wait_until(lambda: svc.get("/messages")[0] == 200, 15, 0.1,
                    "/messages answers 200 after the freeze")
+
+
+class StatementTimeoutTest(IntegrationTest):
+    """DB_QUERY_TIMEOUT is the server's statement_timeout, set per transaction (no startup
+    parameter, which PgBouncer in transaction mode refuses): a statement that waits longer
+    is cancelled by the server, and the connection, which did answer, is kept."""
+
+    LOCK = "LOCK TABLE messages IN ACCESS EXCLUSIVE MODE"
+
+    def assert_connection_kept(self, svc):
+        self.assertEqual(svc.find_logs("database connection failed"), [])
+        self.assertEqual(len(svc.find_logs("database ready")), 1)
+
+    def test_list_waiting_on_a_lock_is_cancelled_after_db_query_timeout(self):
+        svc = self.start_service({"PRODUCER_INTERVAL": "0", "AUTOSTART": "false",
+                                  "DB_QUERY_TIMEOUT": "1s", "REQUEST_TIMEOUT": "10s"})
+        svc.wait_log("database ready")
+        with PgLock(self.pg, self.db, self.LOCK):
+            t0 = time.monotonic()
+            code, doc = svc.json("GET", "/messages")
+            elapsed = time.monotonic() - t0
+            # Answered while the lock is still held: the server gave up, not the lock.
+        self.assertEqual((code, doc["status"]), (503, "error"))
+        self.assertGreaterEqual(elapsed, 0.9)
+        # Well before the watchdog (timeout + 2 s) and the request deadline (10 s).
+        self.assertLess(elapsed, 2.5)
+        failed = svc.wait_log("listing messages failed")
+        self.assertIn("canceling statement due to statement timeout", failed["reason"])
+        self.assert_connection_kept(svc)
+        # The setting ended with its transaction: a query after it is not bounded by a
+        # leftover 1 s (pg_sleep(1.5) would fail), and the list works again.
+        self.assertEqual(svc.get("/messages")[0], 200)
+        self.assert_connection_kept(svc)
+
+    def test_claim_waiting_on_a_lock_is_cancelled_then_retried(self):
+        svc = self.start_service({"PRODUCER_INTERVAL": "0", "AUTOSTART": "false",
+                                  "DB_QUERY_TIMEOUT": "1s", "SCHEDULER_INTERVAL": "1h"})
+        svc.wait_log("database ready")
+        self.psql("INSERT INTO messages (recipient, content) VALUES ('+15550001111', 'hi')")
+        with PgLock(self.pg, self.db, self.LOCK):
+            t0 = time.monotonic()
+            self.assertEqual(svc.json("POST", "/messages/start")[0], 200)
+            cannot = svc.wait_log(lambda e: e.get("msg") == "cannot claim, will retry"
+                                  and "statement timeout" in e.get("reason", ""))
+            self.assertGreaterEqual(time.monotonic() - t0, 0.9)
+            self.assertEqual(cannot["level"], "warn")
+            self.assertEqual(self.receiver.requests(), [])
+        # The lock is gone: the same run claims again and sends, on the same connection.
+        wait_until(lambda: self.psql("SELECT status FROM messages") == [("sent",)], 15, 0.1,
+                   "the message sent once the lock is gone")
+        self.assertEqual(len(self.receiver.requests()), 1)
+        self.assert_connection_kept(svc)
