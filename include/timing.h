@@ -47,12 +47,17 @@
 /* A claim or outcome write refused by a database that is down is tried
  * again this often (well under the reconnect cap, so no turn is lost). */
 #define TIMING_DB_RETRY_MS 250
-/* After a window in which the webhook client refused a post (its global
+/* After a claim in which the webhook client refused a post (its global
  * cap was full, or a body could not be built), the run waits this long
  * before claiming again, so a client kept full by another user drains
  * instead of our run churning through the backlog, claiming and
  * releasing. The refused messages themselves are released at once. */
 #define TIMING_REFUSED_PAUSE_MS 250
+/* An outcome waits at most this long for others to share its write (a
+ * batch goes out at once when it is large or nothing else is in flight):
+ * one statement for many outcomes costs the database far less than one
+ * each, and a few ms are nothing against the lease. */
+#define TIMING_OUTCOME_FLUSH_MS 5
 
 #define TIMING_RETRY_MAX_DELAY_MS (3600LL * 1000)
 #define TIMING_RETRY_JITTER_PCT 20

@@ -1,18 +1,25 @@
 /* scheduler.c - automatic sending.
  *
- * A run claims a window of due messages (at most WEBHOOK_CONCURRENCY),
- * posts them all, and once every one has an outcome written claims the
- * next window, until its quota (SCHEDULER_BATCH_SIZE per tick, or no
- * limit when draining) is used or nothing is due. Ticks that find a run
+ * A run claims due messages ahead of need: it keeps up to
+ * WEBHOOK_CONCURRENCY of its own posts in flight and claims again as they
+ * finish (one claim outstanding at a time, sized to the free slots), so
+ * the webhook never waits on the database, until its quota
+ * (SCHEDULER_BATCH_SIZE per tick, or no limit when draining) is used or a
+ * claim finds fewer due messages than it asked for. Ticks that find a run
  * still going are skipped; a drain asked for meanwhile (stop + start
- * during a window) is queued and begins when that run ends. Outcomes are
- * written in batches: everything that completed in one loop iteration
- * goes out as one statement.
+ * during a run) is queued and begins when that run ends.
  *
- * The scheduler counts only its own posts (the deliveries list): the
- * webhook client may have other users, whose requests must neither
- * shrink our windows nor hold them open. */
+ * A message in flight is never claimed again: its claim moved its
+ * next_attempt_at to the lease's end, and only its outcome (or a release)
+ * makes it due again. Outcomes are written in batches, one statement at
+ * a time: those that finish while a write is out go together in the
+ * next one.
+ *
+ * The scheduler counts only its own posts (its slots): the webhook client
+ * may have other users, whose requests must neither shrink our budget nor
+ * hold our runs open. */
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -31,21 +38,25 @@
 
 enum sched_run {
 	RUN_IDLE,
-	RUN_WAITING, /* for the database, to claim */
-	RUN_CLAIMING,
-	RUN_SENDING,
+	RUN_RUNNING,
 };
 
 /* Most ids one run skips after refusals (see sched_refused); past it
  * the run ends and the next one starts with an empty list. */
 #define SCHED_SKIP_MAX 1024
+/* A claim waits until this share of the budget is free (or the quota's
+ * rest fits): fewer, larger claims cost the database less per message,
+ * and the slots still free meanwhile are a small part of the budget. */
+#define SCHED_CLAIM_DIV 4
+/* An outcome write waits for this share of the budget (or the timer of
+ * TIMING_OUTCOME_FLUSH_MS, or the end of the requests in flight). */
+#define SCHED_WRITE_DIV 2
 
-/* One POST of ours in flight. It exists only while on s->deliveries:
- * linked right after webhook_post accepts it, unlinked when its callback
- * starts, then freed; in_flight mirrors that for the asserts and is set
- * nowhere else. */
+/* One slot for a post of ours. A slot is in flight from the moment
+ * webhook_post accepts it until its callback starts, and on the free
+ * list otherwise; in_flight says which, for the asserts. */
 struct delivery {
-	TAILQ_ENTRY(delivery) link;
+	SLIST_ENTRY(delivery) free_link;
 	struct sched *s;
 	int64_t id;
 	int retry_count;
@@ -53,7 +64,13 @@ struct delivery {
 	char lease_token[40];
 };
 
-TAILQ_HEAD(delivery_list, delivery);
+SLIST_HEAD(delivery_list, delivery);
+
+/* Outcomes in a growing array that keeps its memory between batches. */
+struct outcome_buf {
+	struct outcome *o;
+	size_t n, cap;
+};
 
 struct sched {
 	const struct config *cfg;
@@ -62,67 +79,95 @@ struct sched {
 	struct redis_client *redis;
 	struct event *ev_tick;
 	struct event *ev_flush;
-	struct event *ev_retry; /* claims again after RUN_WAITING */
+	struct event *ev_retry; /* lets claims go on after a pause */
 	bool active;
 	bool db_warned; /* one warning per database outage */
 	enum sched_run run;
-	long long run_left;  /* messages this run may still claim; -1 = all */
-	long long window;    /* size of the last claim */
-	bool maybe_more;     /* the last claim filled its window */
-	bool window_refused; /* the webhook refused a post of this window */
-	bool drain_queued;   /* start asked for a drain during a run */
-	/* our posts in flight, and how many */
-	struct delivery_list deliveries;
+	long long run_left; /* messages this run may still claim; -1 = all */
+	bool claiming;	    /* a claim is out */
+	long long asked;    /* its size */
+	bool maybe_more;    /* the last claim got all it asked for */
+	bool paused;	    /* no claim until ev_retry fires */
+	bool drain_queued;  /* start asked for a drain during a run */
+	/* our slots: budget of them, ninflight in flight */
+	struct delivery *slots;
+	struct delivery_list free_slots;
+	size_t budget;
 	size_t ninflight;
 	size_t releasing; /* release statements not yet answered */
 	/* ids refused during this run, which its claims leave alone */
 	int64_t *skip;
 	size_t nskip, cap_skip;
 	/* outcomes waiting to be written, and those being written */
-	struct outcome *pending;
-	size_t npending, cap_pending;
-	struct outcome *writing;
-	size_t nwriting;
+	struct outcome_buf pending;
+	struct outcome_buf writing;
+	bool write_out;		    /* the writing batch is with the database */
+	struct store_outcome *rows; /* the batch as store rows */
+	size_t cap_rows;
 };
 
-static void sched_claim(struct sched *s);
+static void sched_check(struct sched *s);
 static void sched_run_begin(struct sched *s, long long quota, const char *why);
 
-static void
-sched_delivery_link(struct sched *s, struct delivery *d)
+static struct delivery *
+sched_slot_take(struct sched *s)
 {
-	assert(!d->in_flight);
-	assert(s->ninflight < (size_t)s->cfg->webhook_concurrency);
-	TAILQ_INSERT_TAIL(&s->deliveries, d, link);
-	d->in_flight = true;
-	s->ninflight++;
+	struct delivery *d = SLIST_FIRST(&s->free_slots);
+
+	assert(d != NULL && !d->in_flight);
+	assert(s->ninflight < s->budget);
+	SLIST_REMOVE_HEAD(&s->free_slots, free_link);
+	return d;
 }
 
 static void
-sched_delivery_unlink(struct sched *s, struct delivery *d)
+sched_slot_put(struct sched *s, struct delivery *d)
+{
+	assert(!d->in_flight);
+	SLIST_INSERT_HEAD(&s->free_slots, d, free_link);
+}
+
+static void
+sched_slot_fly(struct sched *s, struct delivery *d)
+{
+	assert(!d->in_flight);
+	d->in_flight = true;
+	s->ninflight++;
+	assert(s->ninflight <= s->budget);
+}
+
+static void
+sched_slot_land(struct sched *s, struct delivery *d)
 {
 	assert(d->in_flight);
 	assert(s->ninflight > 0);
-	TAILQ_REMOVE(&s->deliveries, d, link);
 	d->in_flight = false;
 	s->ninflight--;
-	assert((s->ninflight == 0) == TAILQ_EMPTY(&s->deliveries));
+	sched_slot_put(s, d);
 }
 
-/* Room for n more outcomes in the pending buffer. */
+/* Room for n more outcomes in b. */
 static void
-sched_reserve(struct sched *s, size_t n)
+sched_buf_reserve(struct outcome_buf *b, size_t n)
 {
-	size_t cap = s->cap_pending ? s->cap_pending : 16;
+	size_t cap = b->cap ? b->cap : 64;
 
-	if (s->npending + n <= s->cap_pending)
+	if (b->n + n <= b->cap)
 		return;
-	while (cap < s->npending + n)
+	while (cap < b->n + n)
 		cap *= 2;
-	s->pending = realloc(s->pending, cap * sizeof(*s->pending));
-	if (s->pending == NULL)
+	b->o = realloc(b->o, cap * sizeof(*b->o));
+	if (b->o == NULL)
 		abort();
-	s->cap_pending = cap;
+	b->cap = cap;
+}
+
+static void
+sched_buf_fini(struct outcome_buf *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		outcome_fini(&b->o[i]);
+	free(b->o);
 }
 
 /* One warning per outage. While the first connect is still under way
@@ -140,31 +185,24 @@ sched_db_trouble(struct sched *s, const char *what, const char *reason)
 	s->db_warned = true;
 }
 
-/* The run keeps its quota and claims again after delay_ms. */
+/* The run keeps its quota and claims again after delay_ms; what is in
+ * flight meanwhile goes on. */
 static void
 sched_pause(struct sched *s, int64_t delay_ms)
 {
 	struct timeval tv = util_tv(delay_ms);
 
-	s->run = RUN_WAITING;
+	s->paused = true;
 	event_add(s->ev_retry, &tv);
-}
-
-/* A drain requested at boot, before the first connect, is not lost. */
-static void
-sched_wait_db(struct sched *s, const char *reason)
-{
-	sched_db_trouble(s, "cannot claim, will retry", reason);
-	sched_pause(s, TIMING_DB_RETRY_MS);
 }
 
 static void
 sched_run_end(struct sched *s, const char *why)
 {
-	if (s->run == RUN_IDLE)
-		return;
-	/* Runs end only between windows. */
-	assert(s->ninflight == 0);
+	assert(s->run == RUN_RUNNING);
+	/* Runs end only once everything of theirs is settled. */
+	assert(!s->claiming && s->ninflight == 0 && !s->paused);
+	assert(s->pending.n == 0 && !s->write_out && s->releasing == 0);
 	s->run = RUN_IDLE;
 	log_debug("scheduler", "run finished", "{s:s, s:I}", "reason", why,
 	    "refused", (json_int_t)s->nskip);
@@ -174,34 +212,30 @@ sched_run_end(struct sched *s, const char *why)
 	}
 }
 
-/* A window is over when every request has an outcome and every outcome
- * is written; only then is the next one claimed, so a window's messages
- * are never claimed twice by our own runs. */
-static void
-sched_window_check(struct sched *s)
-{
-	if (s->run != RUN_SENDING || s->ninflight > 0 || s->npending > 0 ||
-	    s->writing != NULL || s->releasing > 0)
-		return;
-	if (!s->active)
-		sched_run_end(s, "stopped");
-	else if (!s->maybe_more || s->run_left == 0)
-		sched_run_end(s, "done");
-	else if (s->nskip >= SCHED_SKIP_MAX)
-		sched_run_end(s, "too many refused");
-	else if (s->window_refused)
-		sched_pause(s, TIMING_REFUSED_PAUSE_MS);
-	else
-		sched_claim(s);
-}
-
 static void
 sched_arm_flush(struct sched *s, int64_t delay_ms)
 {
 	struct timeval tv = util_tv(delay_ms);
 
+	if (delay_ms == 0)
+		event_del(s->ev_flush);
 	if (!event_pending(s->ev_flush, EV_TIMEOUT, NULL))
 		event_add(s->ev_flush, &tv);
+}
+
+/* A batch goes out when it is large, when nothing more is on its way, or
+ * at the latest TIMING_OUTCOME_FLUSH_MS after the first outcome waited. */
+static void
+sched_flush_soon(struct sched *s)
+{
+	size_t batch = s->budget / SCHED_WRITE_DIV;
+
+	if (s->write_out || s->pending.n == 0)
+		return;
+	if (s->pending.n >= (batch > 0 ? batch : 1) || s->ninflight == 0)
+		sched_arm_flush(s, 0);
+	else
+		sched_arm_flush(s, TIMING_OUTCOME_FLUSH_MS);
 }
 
 static void
@@ -209,20 +243,19 @@ sched_on_recorded(void *arg, const struct recorded *rows, size_t n,
     const char *err)
 {
 	struct sched *s = arg;
-	size_t nwriting = s->nwriting;
+	struct outcome_buf *w = &s->writing;
 
+	assert(s->write_out);
+	s->write_out = false;
 	if (err != NULL) {
 		/* Keep them: the write is guarded, so trying again is safe
 		 * whether or not the lost one committed. */
 		sched_db_trouble(s, "could not record outcomes, will retry",
 		    err);
-		sched_reserve(s, nwriting);
-		memcpy(s->pending + s->npending, s->writing,
-		    nwriting * sizeof(*s->writing));
-		s->npending += nwriting;
-		free(s->writing);
-		s->writing = NULL;
-		s->nwriting = 0;
+		sched_buf_reserve(&s->pending, w->n);
+		memcpy(s->pending.o + s->pending.n, w->o, w->n * sizeof(*w->o));
+		s->pending.n += w->n;
+		w->n = 0;
 		sched_arm_flush(s, TIMING_DB_RETRY_MS);
 		return;
 	}
@@ -241,17 +274,14 @@ sched_on_recorded(void *arg, const struct recorded *rows, size_t n,
 			    (json_int_t)rows[i].id);
 		}
 	}
-	if (n < nwriting)
+	if (n < w->n)
 		log_warn("scheduler", "outcomes not recorded: lease lost",
-		    "{s:I}", "count", (json_int_t)(nwriting - n));
-	for (size_t i = 0; i < nwriting; i++)
-		outcome_fini(&s->writing[i]);
-	free(s->writing);
-	s->writing = NULL;
-	s->nwriting = 0;
-	if (s->npending > 0)
-		sched_arm_flush(s, 0);
-	sched_window_check(s);
+		    "{s:I}", "count", (json_int_t)(w->n - n));
+	for (size_t i = 0; i < w->n; i++)
+		outcome_fini(&w->o[i]);
+	w->n = 0;
+	sched_flush_soon(s);
+	sched_check(s);
 }
 
 static enum store_status
@@ -287,24 +317,27 @@ static void
 sched_on_flush(evutil_socket_t fd, short what, void *arg)
 {
 	struct sched *s = arg;
-	struct store_outcome *rows;
-	int rc;
+	struct outcome_buf tmp;
 
 	UNUSED(fd);
 	UNUSED(what);
-	if (s->writing != NULL || s->npending == 0)
+	if (s->write_out || s->pending.n == 0)
 		return;
+	/* The buffers swap: both keep their memory for the next batch. */
+	assert(s->writing.n == 0);
+	tmp = s->writing;
 	s->writing = s->pending;
-	s->nwriting = s->npending;
-	s->pending = NULL;
-	s->npending = s->cap_pending = 0;
-	rows = xcalloc(s->nwriting, sizeof(*rows));
-	for (size_t i = 0; i < s->nwriting; i++)
-		sched_store_row(&s->writing[i], &rows[i]);
-	rc = store_record_outcomes(s->pg, rows, s->nwriting, sched_on_recorded,
-	    s);
-	free(rows);
-	if (rc != 0)
+	s->pending = tmp;
+	if (s->cap_rows < s->writing.n) {
+		free(s->rows);
+		s->cap_rows = s->writing.cap;
+		s->rows = xcalloc(s->cap_rows, sizeof(*s->rows));
+	}
+	for (size_t i = 0; i < s->writing.n; i++)
+		sched_store_row(&s->writing.o[i], &s->rows[i]);
+	s->write_out = true;
+	if (store_record_outcomes(s->pg, s->rows, s->writing.n,
+		sched_on_recorded, s) != 0)
 		sched_on_recorded(s, NULL, 0, "database unavailable");
 }
 
@@ -315,15 +348,14 @@ sched_on_delivered(void *arg, const struct webhook_result *res)
 	struct sched *s = d->s;
 	struct outcome *o;
 
-	sched_delivery_unlink(s, d);
+	sched_slot_land(s, d);
 	if (res->aborted) {
 		/* Nothing is known: the lease runs out and it is sent again. */
-		free(d);
-		sched_window_check(s);
+		sched_check(s);
 		return;
 	}
-	sched_reserve(s, 1);
-	o = &s->pending[s->npending++];
+	sched_buf_reserve(&s->pending, 1);
+	o = &s->pending.o[s->pending.n++];
 	outcome_decide(o, res, d->retry_count, s->cfg->max_attempts,
 	    s->cfg->retry_base_delay_ms);
 	memcpy(o->lease_token, d->lease_token, sizeof(o->lease_token));
@@ -336,8 +368,8 @@ sched_on_delivered(void *arg, const struct webhook_result *res)
 		    "{s:I, s:s, s:s, s:I}", "id", (json_int_t)d->id, "error",
 		    o->error, "next", outcome_status(o->kind), "retry_in_ms",
 		    (json_int_t)o->delay_ms);
-	free(d);
-	sched_arm_flush(s, 0);
+	sched_flush_soon(s);
+	sched_check(s);
 }
 
 static void
@@ -354,7 +386,7 @@ sched_on_released(void *arg, size_t n, const char *err)
 	else
 		log_debug("scheduler", "refused messages released", "{s:I}",
 		    "count", (json_int_t)n);
-	sched_window_check(s);
+	sched_check(s);
 }
 
 /* The webhook client refuses a post when its global cap is full (another
@@ -365,15 +397,14 @@ sched_on_released(void *arg, size_t n, const char *err)
  * released, due at once, for another instance or the next run. This run
  * skips it: claiming it again at once would fail the same way (a body
  * never becomes valid; a full client stays full for a while), and a
- * window of such messages would spin claim, refuse, release, claim. The
- * refusals go on the claim's skip list, and the next window waits a
+ * run of such messages would spin claim, refuse, release, claim. The
+ * refusals go on the claim's skip list, and the next claim waits a
  * moment (TIMING_REFUSED_PAUSE_MS) so a full client can drain. */
 static void
 sched_refused(struct sched *s, int64_t id)
 {
 	log_warn("scheduler", "webhook refused a request, releasing it",
 	    "{s:I}", "id", (json_int_t)id);
-	s->window_refused = true;
 	if (s->nskip == s->cap_skip) {
 		s->cap_skip = s->cap_skip ? 2 * s->cap_skip : 16;
 		s->skip = realloc(s->skip, s->cap_skip * sizeof(*s->skip));
@@ -383,7 +414,7 @@ sched_refused(struct sched *s, int64_t id)
 	s->skip[s->nskip++] = id;
 }
 
-/* One statement for every refusal of the window. */
+/* One statement for every refusal of a claim. */
 static void
 sched_release(struct sched *s, const struct store_lease *l, size_t n)
 {
@@ -397,6 +428,17 @@ sched_release(struct sched *s, const struct store_lease *l, size_t n)
 	s->releasing++;
 }
 
+/* A drain requested at boot, before the first connect, is not lost. */
+static void
+sched_claim_failed(struct sched *s, const char *reason)
+{
+	if (s->active) {
+		sched_db_trouble(s, "cannot claim, will retry", reason);
+		sched_pause(s, TIMING_DB_RETRY_MS);
+	}
+	sched_check(s);
+}
+
 static void
 sched_on_claimed(void *arg, const struct claimed *rows, size_t n,
     const char *err)
@@ -405,35 +447,33 @@ sched_on_claimed(void *arg, const struct claimed *rows, size_t n,
 	struct store_lease *refused = NULL; /* tokens borrowed from rows */
 	size_t nrefused = 0;
 
+	assert(s->claiming);
+	s->claiming = false;
 	if (err != NULL) {
-		if (s->active)
-			sched_wait_db(s, err);
-		else
-			sched_run_end(s, "stopped");
+		sched_claim_failed(s, err);
 		return;
 	}
-	assert((long long)n <= s->window);
-	s->run = RUN_SENDING;
+	assert((long long)n <= s->asked);
+	/* Our slots were kept for this claim: it always fits. */
+	assert(s->ninflight + n <= s->budget);
 	s->db_warned = false;
-	s->maybe_more = (long long)n == s->window;
-	s->window_refused = false;
+	s->maybe_more = (long long)n == s->asked;
 	if (s->run_left > 0)
 		s->run_left -= (long long)n;
 	assert(s->run_left >= -1);
 	for (size_t i = 0; i < n; i++) {
-		struct delivery *d = xcalloc(1, sizeof(*d));
+		struct delivery *d = sched_slot_take(s);
 
-		d->s = s;
 		d->id = rows[i].id;
 		d->retry_count = rows[i].retry_count;
 		snprintf(d->lease_token, sizeof(d->lease_token), "%s",
 		    rows[i].lease_token);
 		if (webhook_post(s->wh, rows[i].id, rows[i].recipient,
 			rows[i].content, sched_on_delivered, d) == 0) {
-			sched_delivery_link(s, d);
+			sched_slot_fly(s, d);
 			continue;
 		}
-		free(d);
+		sched_slot_put(s, d);
 		sched_refused(s, rows[i].id);
 		if (refused == NULL)
 			refused = xcalloc(n, sizeof(*refused));
@@ -446,31 +486,70 @@ sched_on_claimed(void *arg, const struct claimed *rows, size_t n,
 		    (json_int_t)n);
 	sched_release(s, refused, nrefused);
 	free(refused);
-	sched_window_check(s);
+	/* Without more to claim, the run just ends. */
+	if (nrefused > 0 && s->active && s->maybe_more)
+		sched_pause(s, TIMING_REFUSED_PAUSE_MS);
+	sched_check(s);
 }
 
-/* The window is sized from our own budget, never from the client's
- * free slots: another user's requests must not shrink or stop a run. */
-static void
-sched_claim(struct sched *s)
+/* How many to claim now, 0 for none yet. Sized from our own slots,
+ * never from the client's: another user's requests must not shrink or
+ * stop a run. */
+static long long
+sched_claim_size(const struct sched *s)
 {
-	size_t budget = (size_t)s->cfg->webhook_concurrency;
-	long long want;
+	long long room = (long long)(s->budget - s->ninflight);
+	long long min = (long long)(s->budget / SCHED_CLAIM_DIV);
+
+	if (s->run_left >= 0 && s->run_left < room)
+		room = s->run_left;
+	if (s->run_left >= 0 && s->run_left < min)
+		min = s->run_left;
+	if (min < 1)
+		min = 1;
+	return room >= min ? room : 0;
+}
+
+static void
+sched_claim(struct sched *s, long long want)
+{
 	int64_t lease = TIMING_LEASE_MS(s->cfg->webhook_timeout_ms);
 
-	assert(s->ninflight <= budget);
-	want = (long long)(budget - s->ninflight);
-	if (s->run_left >= 0 && s->run_left < want)
-		want = s->run_left;
-	if (want <= 0) {
-		sched_run_end(s, "no capacity");
+	s->claiming = true;
+	s->asked = want;
+	if (store_claim_due(s->pg, (int)want, lease, s->skip, s->nskip,
+		sched_on_claimed, s) != 0) {
+		s->claiming = false;
+		sched_claim_failed(s, "database unavailable");
+	}
+}
+
+/* Where every event of a run ends: claim if there is room, else end the
+ * run once nothing of it is left. */
+static void
+sched_check(struct sched *s)
+{
+	bool more;
+	long long want;
+
+	if (s->run != RUN_RUNNING || s->claiming || s->paused)
+		return;
+	more = s->active && s->maybe_more && s->run_left != 0 &&
+	    s->nskip < SCHED_SKIP_MAX;
+	if (more) {
+		if ((want = sched_claim_size(s)) > 0)
+			sched_claim(s, want);
 		return;
 	}
-	s->run = RUN_CLAIMING;
-	s->window = want;
-	if (store_claim_due(s->pg, (int)want, lease, s->skip, s->nskip,
-		sched_on_claimed, s) != 0)
-		sched_wait_db(s, "database unavailable");
+	if (s->ninflight > 0 || s->pending.n > 0 || s->write_out ||
+	    s->releasing > 0)
+		return;
+	if (!s->active)
+		sched_run_end(s, "stopped");
+	else if (s->nskip >= SCHED_SKIP_MAX)
+		sched_run_end(s, "too many refused");
+	else
+		sched_run_end(s, "done");
 }
 
 static void
@@ -480,12 +559,8 @@ sched_on_retry(evutil_socket_t fd, short what, void *arg)
 
 	UNUSED(fd);
 	UNUSED(what);
-	if (s->run != RUN_WAITING)
-		return;
-	if (!s->active)
-		sched_run_end(s, "stopped");
-	else
-		sched_claim(s);
+	s->paused = false;
+	sched_check(s);
 }
 
 static void
@@ -495,7 +570,7 @@ sched_run_begin(struct sched *s, long long quota, const char *why)
 		return;
 	if (s->run != RUN_IDLE) {
 		if (quota < 0) {
-			/* Stop + start during a window: the old run may be a
+			/* Stop + start during a run: the old run may be a
 			 * tick's, with a quota nearly used, or may have seen
 			 * its last claim before new messages came. Growing it
 			 * in place would depend on where it is; a fresh drain
@@ -513,13 +588,14 @@ sched_run_begin(struct sched *s, long long quota, const char *why)
 		    "{s:s}", "trigger", why);
 		return;
 	}
-	assert(s->ninflight == 0 && s->releasing == 0);
+	assert(s->ninflight == 0 && s->releasing == 0 && !s->claiming);
 	log_debug("scheduler", "run started", "{s:s, s:I}", "trigger", why,
 	    "quota", (json_int_t)quota);
+	s->run = RUN_RUNNING;
 	s->run_left = quota;
+	s->maybe_more = true;
 	s->nskip = 0;
-	s->window_refused = false;
-	sched_claim(s);
+	sched_check(s);
 }
 
 static void
@@ -545,7 +621,15 @@ sched_new(struct event_base *base, const struct config *cfg, struct pg_conn *pg,
 	s->pg = pg;
 	s->wh = wh;
 	s->redis = redis;
-	TAILQ_INIT(&s->deliveries);
+	s->budget = cfg->webhook_concurrency > 0 ?
+	    (size_t)cfg->webhook_concurrency :
+	    1;
+	s->slots = xcalloc(s->budget, sizeof(*s->slots));
+	SLIST_INIT(&s->free_slots);
+	for (size_t i = s->budget; i-- > 0;) {
+		s->slots[i].s = s;
+		SLIST_INSERT_HEAD(&s->free_slots, &s->slots[i], free_link);
+	}
 	s->ev_tick = event_new(base, -1, EV_PERSIST, sched_on_tick, s);
 	s->ev_flush = evtimer_new(base, sched_on_flush, s);
 	s->ev_retry = evtimer_new(base, sched_on_retry, s);
@@ -578,12 +662,13 @@ sched_stop(struct sched *s)
 	s->active = false;
 	s->drain_queued = false;
 	event_del(s->ev_tick);
-	if (s->run == RUN_WAITING) {
+	if (s->paused) {
 		event_del(s->ev_retry);
-		sched_run_end(s, "stopped");
+		s->paused = false;
 	}
 	log_info("scheduler", "automatic sending stopped", "{s:I}", "in_flight",
 	    (json_int_t)s->ninflight);
+	sched_check(s);
 	return true;
 }
 
@@ -596,8 +681,8 @@ sched_is_active(const struct sched *s)
 bool
 sched_busy(const struct sched *s)
 {
-	return s->run == RUN_CLAIMING || s->ninflight > 0 || s->npending > 0 ||
-	    s->writing != NULL || s->releasing > 0;
+	return s->claiming || s->ninflight > 0 || s->pending.n > 0 ||
+	    s->write_out || s->releasing > 0;
 }
 
 size_t
@@ -609,7 +694,7 @@ sched_inflight(const struct sched *s)
 size_t
 sched_unrecorded(const struct sched *s)
 {
-	return s->npending + s->nwriting;
+	return s->pending.n + s->writing.n;
 }
 
 /* The webhook and database are freed first by the app, so every callback
@@ -619,13 +704,11 @@ sched_free(struct sched *s)
 {
 	if (s == NULL)
 		return;
-	assert(s->ninflight == 0 && TAILQ_EMPTY(&s->deliveries));
-	for (size_t i = 0; i < s->npending; i++)
-		outcome_fini(&s->pending[i]);
-	free(s->pending);
-	for (size_t i = 0; i < s->nwriting; i++)
-		outcome_fini(&s->writing[i]);
-	free(s->writing);
+	assert(s->ninflight == 0);
+	sched_buf_fini(&s->pending);
+	sched_buf_fini(&s->writing);
+	free(s->rows);
+	free(s->slots);
 	free(s->skip);
 	event_free(s->ev_tick);
 	event_free(s->ev_flush);
