@@ -229,7 +229,8 @@ store_claim_due(struct pg_conn *pg, int limit, int64_t lease_ms,
 	    " claim AS (SELECT gen_random_uuid() AS token,"
 	    " now() + $2::bigint * interval '1 millisecond' AS until)"
 	    " UPDATE messages m SET lease_token = claim.token,"
-	    " lease_until = claim.until, next_attempt_at = claim.until"
+	    " lease_until = claim.until, next_attempt_at = claim.until,"
+	    " updated_at = now()"
 	    " FROM due, claim WHERE m.id = due.id"
 	    " RETURNING m.id, m.recipient, m.content, m.retry_count,"
 	    " m.lease_token",
@@ -308,7 +309,7 @@ store_record_outcomes(struct pg_conn *pg, const struct store_outcome *o,
 	    " next_attempt_at = CASE WHEN o.status = 'pending'"
 	    "  THEN now() + o.delay * interval '1 millisecond'"
 	    "  ELSE m.next_attempt_at END,"
-	    " lease_until = NULL"
+	    " lease_until = NULL, updated_at = now()"
 	    " FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[],"
 	    "  $5::text[], $6::text[], $7::int[], $8::bigint[])"
 	    "  AS o(id, token, status, code, response_id, error, retries, delay)"
@@ -355,7 +356,8 @@ store_release(struct pg_conn *pg, const struct store_lease *l, size_t n,
 	params[1] = pgarray_text(&tokens);
 	c->cb.count = cb;
 	rc = store_submit(pg,
-	    "UPDATE messages m SET lease_until = NULL, next_attempt_at = now()"
+	    "UPDATE messages m SET lease_until = NULL, next_attempt_at = now(),"
+	    " updated_at = now()"
 	    " FROM unnest($1::bigint[], $2::uuid[]) AS r(id, token)"
 	    " WHERE m.id = r.id AND m.status = 'pending'"
 	    "  AND m.lease_token = r.token AND m.lease_until IS NOT NULL"

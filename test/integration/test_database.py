@@ -4,16 +4,20 @@ import re
 import threading
 import time
 
-from harness import PRODUCED, RUN_FINISHED, IntegrationTest, PgLock, wait_more_logs, wait_until
+from harness import (PRODUCED, REPO, RUN_FINISHED, IntegrationTest, PgLock, wait_more_logs,
+                     wait_until)
 
 E164 = re.compile(r"^\+[1-9]\d{9,14}$")
+# Every migration the binary carries, in the order it applies them.
+VERSIONS = [f.stem for f in sorted((REPO / "sql").glob("*.sql"))]
 
 
 class MigrationTest(IntegrationTest):
     def test_schema_applied_and_tracked(self):
         svc = self.start_service({"PRODUCER_INTERVAL": "0", "AUTOSTART": "false"})
         svc.wait_log("database ready")
-        self.assertEqual(self.psql("SELECT version FROM schema_migrations"), [("001_schema",)])
+        self.assertEqual(self.psql("SELECT version FROM schema_migrations ORDER BY version"),
+                         [(v,) for v in VERSIONS])
         cols = {r[0] for r in self.psql(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'messages'")}
         for c in ("id", "recipient", "content", "status", "sent_at", "retry_count",
@@ -30,6 +34,10 @@ class MigrationTest(IntegrationTest):
         # The CHECK on status holds.
         with self.assertRaises(Exception):
             self.psql("UPDATE messages SET status = 'lost'")
+        # No trigger runs per row (002): the service's statements set updated_at.
+        self.assertEqual(self.psql("SELECT count(*) FROM pg_trigger WHERE "
+                                   "tgrelid = 'messages'::regclass AND NOT tgisinternal"),
+                         [("0",)])
 
     def test_restart_is_a_noop(self):
         svc = self.start_service({"PRODUCER_INTERVAL": "0", "AUTOSTART": "false"})
@@ -39,16 +47,18 @@ class MigrationTest(IntegrationTest):
         svc2 = self.start_service({"PRODUCER_INTERVAL": "0", "AUTOSTART": "false"})
         svc2.wait_log("database ready")
         self.assertEqual(svc2.find_logs("schema migration applied"), [])
-        self.assertEqual(self.psql("SELECT count(*) FROM schema_migrations"), [("1",)])
+        self.assertEqual(self.psql("SELECT count(*) FROM schema_migrations"),
+                         [(str(len(VERSIONS)),)])
         self.assertEqual(self.psql("SELECT content FROM messages"), [("keep",)])
 
     def test_many_instances_start_at_once(self):
         svcs = [self.start_service({"PRODUCER_INTERVAL": "0"}, wait=False) for _ in range(4)]
         for s in svcs:
             s.wait_log("database ready", timeout=20)
-        applied = sum(len(s.find_logs("schema migration applied")) for s in svcs)
-        self.assertEqual(applied, 1)
-        self.assertEqual(self.psql("SELECT version FROM schema_migrations"), [("001_schema",)])
+        applied = [e["version"] for s in svcs for e in s.find_logs("schema migration applied")]
+        self.assertEqual(sorted(applied), VERSIONS)  # each file once, by one of them
+        self.assertEqual(self.psql("SELECT version FROM schema_migrations ORDER BY version"),
+                         [(v,) for v in VERSIONS])
         for s in svcs:
             self.assertEqual(s.find_logs("schema migration failed"), [])
 

@@ -79,7 +79,8 @@ class EndToEndTest(DeliveryTest):
         self.assertEqual(len(reqs), 3)
         rows = {int(r[0]): r for r in self.psql(
             "SELECT id, recipient, content, status, response_id, response_code, "
-            "retry_count, sent_at IS NOT NULL, lease_until FROM messages")}
+            "retry_count, sent_at IS NOT NULL, lease_until, "
+            "updated_at >= sent_at AND sent_at > created_at FROM messages")}
         for req in reqs:
             h = req["headers"]
             self.assertEqual(req["method"], "POST")
@@ -96,6 +97,7 @@ class EndToEndTest(DeliveryTest):
             self.assertEqual(row[6], "0")
             self.assertEqual(row[7], "t")
             self.assertIsNone(row[8])
+            self.assertEqual(row[9], "t")  # updated_at moved with the outcome
             cached = json.loads(self.redis.cli("GET", f"message:{mid}"))
             self.assertEqual(cached["messageId"], req["message_id"])
             self.assertRegex(cached["sentAt"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
