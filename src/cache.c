@@ -4,9 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "cache.h"
+#include "jsonbuf.h"
 #include "log.h"
 #include "util.h"
 
@@ -33,26 +32,20 @@ cache_on_reply(void *arg, const redisReply *reply, const char *err)
 	free(put);
 }
 
-/* The webhook's messageId is whatever bytes it sent: jansson refuses
- * invalid UTF-8 (NULL), and then null is stored instead. */
-static char *
-cache_value(const char *message_id, const char *sent_at)
+/* {"messageId":...,"sentAt":...} into b. The webhook's messageId is
+ * whatever bytes it sent: if it is not valid UTF-8 (jansson would refuse
+ * it too), null is stored instead. -1 when sent_at itself is not. */
+static int
+cache_value(struct jsonbuf *b, const char *message_id, const char *sent_at)
 {
-	json_t *mid = message_id ? json_string(message_id) : NULL;
-	json_t *sent = json_string(sent_at);
-	json_t *obj;
-	char *s;
-
-	if (sent == NULL) {
-		json_decref(mid);
-		return NULL;
-	}
-	obj = json_object();
-	json_object_set_new(obj, "messageId", mid ? mid : json_null());
-	json_object_set_new(obj, "sentAt", sent);
-	s = json_dumps(obj, JSON_COMPACT);
-	json_decref(obj);
-	return s;
+	jsonbuf_raw(b, "{\"messageId\":", 13);
+	if (message_id == NULL || jsonbuf_string(b, message_id) != 0)
+		jsonbuf_raw(b, "null", 4);
+	jsonbuf_raw(b, ",\"sentAt\":", 10);
+	if (jsonbuf_string(b, sent_at) != 0)
+		return -1;
+	jsonbuf_raw(b, "}", 1);
+	return 0;
 }
 
 int
@@ -62,9 +55,10 @@ cache_put_sent(struct redis_client *rc, int64_t id, const char *message_id,
 	const char *argv[5];
 	size_t argvlen[5];
 	char key[32], ttl[24];
-	char *value;
+	struct jsonbuf value;
 	struct cache_put *put;
 	int argc = 3;
+	int ret = 0;
 
 	if (!redis_is_ready(rc)) {
 		/* A backlog drained while Redis is down would otherwise log a
@@ -82,16 +76,17 @@ cache_put_sent(struct redis_client *rc, int64_t id, const char *message_id,
 		    "{s:I}", "missed", (json_int_t)cache_down_streak);
 		cache_down_streak = 0;
 	}
-	if (sent_at == NULL ||
-	    (value = cache_value(message_id, sent_at)) == NULL) {
+	jsonbuf_init(&value);
+	if (sent_at == NULL || cache_value(&value, message_id, sent_at) != 0) {
 		log_warn("cache", "cache write skipped: bad sentAt", "{s:I}",
 		    "id", (json_int_t)id);
+		jsonbuf_fini(&value);
 		return -1;
 	}
 	snprintf(key, sizeof(key), "message:%" PRId64, id);
 	argv[0] = "SET";
 	argv[1] = key;
-	argv[2] = value;
+	argv[2] = jsonbuf_text(&value);
 	if (ttl_ms > 0) {
 		/* Rounded up: an entry must not expire before its TTL. */
 		snprintf(ttl, sizeof(ttl), "%" PRId64, (ttl_ms + 999) / 1000);
@@ -103,13 +98,13 @@ cache_put_sent(struct redis_client *rc, int64_t id, const char *message_id,
 		argvlen[i] = strlen(argv[i]);
 	put = xmalloc(sizeof(*put));
 	put->id = id;
+	/* hiredis copies the arguments into its output buffer. */
 	if (redis_command(rc, cache_on_reply, put, argc, argv, argvlen) != 0) {
 		log_warn("cache", "cache write skipped: redis refused it",
 		    "{s:I}", "id", (json_int_t)id);
 		free(put);
-		free(value);
-		return -1;
+		ret = -1;
 	}
-	free(value);
-	return 0;
+	jsonbuf_fini(&value);
+	return ret;
 }

@@ -5,6 +5,11 @@
  * which answer CURLM_RECURSIVE_API_CALL in 7.88. Finished transfers are
  * taken off curl at once and parked on a list; a separate loop event hands
  * them to their callers, so no caller code runs while curl is on the stack.
+ *
+ * A transfer's memory is reused, not rebuilt per post: its easy handle
+ * (options set once), its header list (nodes of its own, only the
+ * webhook-id text changes) and its body buffer go back to an idle pool
+ * after the callback, up to WEBHOOK_IDLE_MAX of them.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -15,8 +20,8 @@
 #include <time.h>
 
 #include <curl/curl.h>
-#include <jansson.h>
 
+#include "jsonbuf.h"
 #include "log.h"
 #include "timing.h"
 #include "util.h"
@@ -27,6 +32,14 @@
 #define WEBHOOK_DELTA_MAX 2147483648LL
 /* Longer Retry-After values are nonsense; they are ignored, not cut. */
 #define WEBHOOK_RA_MAX 64
+/* Idle transfers kept for reuse, at most (each holds an easy handle and
+ * curl's receive buffer): enough for the default concurrency; a larger
+ * one still reuses these and frees the rest after its burst. */
+#define WEBHOOK_IDLE_MAX 64
+/* A reply buffer grown past this is freed when its transfer goes idle. */
+#define WEBHOOK_BODY_KEEP 4096
+/* Content-Type, Accept, webhook-id, x-ins-auth-key (optional), Expect. */
+#define WEBHOOK_NHDR 5
 
 /* One socket curl wants watched, attached to it with curl_multi_assign. */
 struct webhook_sock {
@@ -38,9 +51,10 @@ struct webhook_sock {
 
 struct webhook_xfer {
 	TAILQ_ENTRY(webhook_xfer) link;
-	CURL *easy; /* NULL once curl is done with it */
-	struct curl_slist *headers;
-	char *req_body; /* POSTFIELDS: lives as long as easy */
+	CURL *easy;	    /* kept for the next post */
+	struct jsonbuf req; /* POSTFIELDS: lives as long as the transfer */
+	struct curl_slist hdr[WEBHOOK_NHDR];
+	char id_header[48]; /* hdr's webhook-id line */
 	int64_t id;
 	webhook_done_cb cb;
 	void *arg;
@@ -72,6 +86,8 @@ struct webhook {
 	size_t inflight; /* running + done, until the callback starts */
 	struct webhook_xfer_list running;
 	struct webhook_xfer_list done;
+	struct webhook_xfer_list idle; /* ready for the next post */
+	size_t nidle;
 	LIST_HEAD(, webhook_sock) socks;
 	int depth; /* deliveries on the stack */
 	bool freeing;
@@ -263,19 +279,17 @@ webhook_xfer_free(struct webhook_xfer *x)
 {
 	if (x->easy != NULL)
 		curl_easy_cleanup(x->easy);
-	curl_slist_free_all(x->headers);
-	free(x->req_body);
+	jsonbuf_fini(&x->req);
 	free(x->body);
 	free(x);
 }
 
-/* Takes x off curl for good and parks it for delivery. */
+/* Takes x off curl and parks it for delivery; the easy handle stays with
+ * x for its next post. */
 static void
 webhook_xfer_retire(struct webhook *wh, struct webhook_xfer *x)
 {
 	curl_multi_remove_handle(wh->multi, x->easy);
-	curl_easy_cleanup(x->easy);
-	x->easy = NULL;
 	x->elapsed_ms = util_now_ms() - x->started_ms;
 	TAILQ_REMOVE(&wh->running, x, link);
 	TAILQ_INSERT_TAIL(&wh->done, x, link);
@@ -344,6 +358,23 @@ webhook_on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- delivering to our callers ---- */
 
+/* After its callback: into the idle pool, unless the pool is full or the
+ * client is going away. */
+static void
+webhook_xfer_idle(struct webhook *wh, struct webhook_xfer *x)
+{
+	if (wh->freeing || wh->nidle >= WEBHOOK_IDLE_MAX || x->easy == NULL) {
+		webhook_xfer_free(x);
+		return;
+	}
+	if (x->body != NULL && x->body_len >= WEBHOOK_BODY_KEEP) {
+		free(x->body);
+		x->body = NULL;
+	}
+	TAILQ_INSERT_HEAD(&wh->idle, x, link);
+	wh->nidle++;
+}
+
 static void
 webhook_report(struct webhook_xfer *x)
 {
@@ -384,6 +415,13 @@ webhook_report(struct webhook_xfer *x)
 static void
 webhook_destroy(struct webhook *wh)
 {
+	struct webhook_xfer *x;
+
+	/* Idle handles are out of the multi handle already. */
+	while ((x = TAILQ_FIRST(&wh->idle)) != NULL) {
+		TAILQ_REMOVE(&wh->idle, x, link);
+		webhook_xfer_free(x);
+	}
 	/* cleanup closes cached connections through our socket and timer
 	 * callbacks, so everything they touch is still alive here. */
 	curl_multi_cleanup(wh->multi);
@@ -409,7 +447,7 @@ webhook_deliver(struct webhook *wh)
 		TAILQ_REMOVE(&wh->done, x, link);
 		wh->inflight--;
 		webhook_report(x);
-		webhook_xfer_free(x);
+		webhook_xfer_idle(wh, x);
 	}
 	if (--wh->depth == 0 && wh->freeing)
 		webhook_destroy(wh);
@@ -441,6 +479,7 @@ webhook_new(struct event_base *base, const char *url, const char *auth_key,
 	wh->concurrency = (size_t)conns;
 	TAILQ_INIT(&wh->running);
 	TAILQ_INIT(&wh->done);
+	TAILQ_INIT(&wh->idle);
 	LIST_INIT(&wh->socks);
 	wh->ev_timer = webhook_event_new(base, -1, 0, webhook_on_timer, wh);
 	wh->ev_deliver = webhook_event_new(base, -1, 0, webhook_on_deliver, wh);
@@ -461,17 +500,9 @@ webhook_new(struct event_base *base, const char *url, const char *auth_key,
 	return wh;
 }
 
-static int
-webhook_header(struct curl_slist **list, const char *h)
-{
-	struct curl_slist *l = curl_slist_append(*list, h);
-
-	if (l == NULL)
-		return -1;
-	*list = l;
-	return 0;
-}
-
+/* What every post of x shares, set once for its easy handle: the
+ * headers are x's own list nodes, of which only the webhook-id text
+ * changes. */
 static int
 webhook_setup(struct webhook *wh, struct webhook_xfer *x)
 {
@@ -480,30 +511,28 @@ webhook_setup(struct webhook *wh, struct webhook_xfer *x)
 	long connect = timeout < TIMING_WEBHOOK_CONNECT_MS ?
 	    timeout :
 	    TIMING_WEBHOOK_CONNECT_MS;
-	char id[48];
-	int bad = 0;
+	char *lines[WEBHOOK_NHDR];
+	size_t n = 0;
 	int rc;
 
-	snprintf(id, sizeof(id), "webhook-id: msg_%lld", (long long)x->id);
-	bad |= webhook_header(&x->headers, "Content-Type: application/json");
-	bad |= webhook_header(&x->headers, "Accept: application/json");
-	bad |= webhook_header(&x->headers, id);
+	lines[n++] = "Content-Type: application/json";
+	lines[n++] = "Accept: application/json";
+	lines[n++] = x->id_header;
 	if (wh->auth_header != NULL)
-		bad |= webhook_header(&x->headers, wh->auth_header);
+		lines[n++] = wh->auth_header;
 	/* Without this curl may wait up to 1 s for a 100 Continue. */
-	bad |= webhook_header(&x->headers, "Expect:");
-	if (bad)
-		return -1;
+	lines[n++] = "Expect:";
+	for (size_t i = 0; i < n; i++) {
+		x->hdr[i].data = lines[i];
+		x->hdr[i].next = i + 1 < n ? &x->hdr[i + 1] : NULL;
+	}
 	rc = curl_easy_setopt(e, CURLOPT_URL, wh->url);
 	rc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	rc |= curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	rc |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	rc |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
 	    (long)CURL_HTTP_VERSION_1_1);
-	rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-	    (curl_off_t)strlen(x->req_body));
-	rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->req_body);
-	rc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+	rc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdr);
 	rc |= curl_easy_setopt(e, CURLOPT_USERAGENT, WEBHOOK_USER_AGENT);
 	rc |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
 	rc |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect);
@@ -520,35 +549,97 @@ webhook_setup(struct webhook *wh, struct webhook_xfer *x)
 	return rc != CURLE_OK ? -1 : 0;
 }
 
+/* An idle transfer, or a new one with its handle set up; NULL when curl
+ * cannot make one. */
+static struct webhook_xfer *
+webhook_xfer_get(struct webhook *wh)
+{
+	struct webhook_xfer *x = TAILQ_FIRST(&wh->idle);
+
+	if (x != NULL) {
+		TAILQ_REMOVE(&wh->idle, x, link);
+		wh->nidle--;
+		return x;
+	}
+	x = xcalloc(1, sizeof(*x));
+	x->easy = curl_easy_init();
+	if (x->easy == NULL || webhook_setup(wh, x) != 0) {
+		webhook_xfer_free(x);
+		return NULL;
+	}
+	return x;
+}
+
+/* {"to":...,"content":...} as json_dumps(JSON_COMPACT) would write it;
+ * -1 on NULL or invalid UTF-8 in either string. */
+static int
+webhook_body(struct jsonbuf *b, const char *to, const char *content)
+{
+	jsonbuf_reset(b);
+	if (to == NULL || content == NULL)
+		return -1;
+	jsonbuf_raw(b, "{\"to\":", 6);
+	if (jsonbuf_string(b, to) != 0)
+		return -1;
+	jsonbuf_raw(b, ",\"content\":", 11);
+	if (jsonbuf_string(b, content) != 0)
+		return -1;
+	jsonbuf_raw(b, "}", 1);
+	return 0;
+}
+
+/* What changes from one post of x to the next. */
+static int
+webhook_prepare(struct webhook_xfer *x, int64_t id, webhook_done_cb cb,
+    void *arg)
+{
+	const char *body = jsonbuf_text(&x->req);
+	int rc;
+
+	snprintf(x->id_header, sizeof(x->id_header), "webhook-id: msg_%lld",
+	    (long long)id);
+	x->id = id;
+	x->cb = cb;
+	x->arg = arg;
+	x->errbuf[0] = '\0';
+	if (x->body != NULL)
+		x->body[0] = '\0';
+	x->body_len = 0;
+	x->body_truncated = false;
+	x->retry_after_s = -1;
+	x->code = CURLE_OK;
+	x->http_status = 0;
+	x->new_conns = 0;
+	x->elapsed_ms = 0;
+	x->aborted = false;
+	x->started_ms = util_now_ms();
+	rc = curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+	    (curl_off_t)x->req.len);
+	rc |= curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, body);
+	return rc != CURLE_OK ? -1 : 0;
+}
+
 int
 webhook_post(struct webhook *wh, int64_t id, const char *to,
     const char *content, webhook_done_cb cb, void *arg)
 {
 	struct webhook_xfer *x;
-	json_t *doc;
-	char *body;
 
 	if (wh->freeing || wh->inflight >= wh->concurrency)
 		return -1;
-	/* Fails on NULL or invalid UTF-8 in either string. */
-	doc = json_pack("{s:s, s:s}", "to", to, "content", content);
-	body = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
-	json_decref(doc);
-	if (body == NULL) {
-		log_warn("webhook", "cannot build request body", "{s:I}", "id",
+	if ((x = webhook_xfer_get(wh)) == NULL) {
+		log_error("webhook", "cannot set up request", "{s:I}", "id",
 		    (json_int_t)id);
 		return -1;
 	}
-	x = xcalloc(1, sizeof(*x));
-	x->id = id;
-	x->cb = cb;
-	x->arg = arg;
-	x->req_body = body;
-	x->retry_after_s = -1;
-	x->started_ms = util_now_ms();
-	x->easy = curl_easy_init();
+	if (webhook_body(&x->req, to, content) != 0) {
+		log_warn("webhook", "cannot build request body", "{s:I}", "id",
+		    (json_int_t)id);
+		webhook_xfer_idle(wh, x);
+		return -1;
+	}
 	/* add_handle only arms the timer: nothing completes in here. */
-	if (x->easy == NULL || webhook_setup(wh, x) != 0 ||
+	if (webhook_prepare(x, id, cb, arg) != 0 ||
 	    curl_multi_add_handle(wh->multi, x->easy) != CURLM_OK) {
 		log_error("webhook", "cannot set up request", "{s:I}", "id",
 		    (json_int_t)id);
