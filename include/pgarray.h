@@ -14,6 +14,8 @@ struct pgarray {
 void pgarray_init(struct pgarray *a);
 /* NULL adds an SQL NULL; anything else is quoted and escaped. */
 void pgarray_add(struct pgarray *a, const char *s);
+/* A number needs no quotes: written as it is, without snprintf. */
+void pgarray_add_int(struct pgarray *a, long long v);
 /* "{...}", NUL-terminated; owned by a until pgarray_fini. */
 const char *pgarray_text(struct pgarray *a);
 void pgarray_fini(struct pgarray *a);

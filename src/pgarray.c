@@ -42,14 +42,40 @@ pgarray_add(struct pgarray *a, const char *s)
 		return;
 	}
 	/* Always quoted: an unquoted element could be read as NULL or split
-	 * on spaces and commas. */
+	 * on spaces and commas. Runs between the characters to escape are
+	 * copied whole. */
 	pgarray_put(a, "\"", 1);
-	for (const char *p = s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			pgarray_put(a, "\\", 1);
-		pgarray_put(a, p, 1);
+	for (;;) {
+		size_t n = strcspn(s, "\"\\");
+
+		pgarray_put(a, s, n);
+		s += n;
+		if (*s == '\0')
+			break;
+		pgarray_put(a, "\\", 1);
+		pgarray_put(a, s++, 1);
 	}
 	pgarray_put(a, "\"", 1);
+}
+
+void
+pgarray_add_int(struct pgarray *a, long long v)
+{
+	char num[24];
+	char *p = num + sizeof(num);
+	/* Negated in unsigned arithmetic: LLONG_MIN has no positive twin. */
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v :
+				       (unsigned long long)v;
+
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		*--p = '-';
+	if (a->len > 1)
+		pgarray_put(a, ",", 1);
+	pgarray_put(a, p, (size_t)(num + sizeof(num) - p));
 }
 
 const char *

@@ -209,12 +209,8 @@ store_claim_due(struct pg_conn *pg, int limit, int64_t lease_ms,
 	snprintf(lim, sizeof(lim), "%d", limit);
 	snprintf(lease, sizeof(lease), "%lld", (long long)lease_ms);
 	pgarray_init(&skipped);
-	for (size_t i = 0; i < nskip; i++) {
-		char num[24];
-
-		snprintf(num, sizeof(num), "%lld", (long long)skip[i]);
-		pgarray_add(&skipped, num);
-	}
+	for (size_t i = 0; i < nskip; i++)
+		pgarray_add_int(&skipped, skip[i]);
 	params[0] = lim;
 	params[1] = lease;
 	params[2] = pgarray_text(&skipped);
@@ -278,21 +274,17 @@ store_record_outcomes(struct pg_conn *pg, const struct store_outcome *o,
 	for (size_t k = 0; k < ARRAY_LEN(all); k++)
 		pgarray_init(all[k]);
 	for (size_t i = 0; i < n; i++) {
-		char num[4][24];
-
-		snprintf(num[0], sizeof(num[0]), "%lld", (long long)o[i].id);
-		snprintf(num[1], sizeof(num[1]), "%ld", o[i].code);
-		snprintf(num[2], sizeof(num[2]), "%d", o[i].retry_count);
-		snprintf(num[3], sizeof(num[3]), "%lld",
-		    (long long)o[i].delay_ms);
-		pgarray_add(&ids, num[0]);
+		pgarray_add_int(&ids, o[i].id);
 		pgarray_add(&tokens, o[i].lease_token);
 		pgarray_add(&statuses, store_status_name(o[i].status));
-		pgarray_add(&codes, o[i].code ? num[1] : NULL);
+		if (o[i].code != 0)
+			pgarray_add_int(&codes, o[i].code);
+		else
+			pgarray_add(&codes, NULL);
 		pgarray_add(&rids, o[i].response_id);
 		pgarray_add(&errors, o[i].error);
-		pgarray_add(&retries, num[2]);
-		pgarray_add(&delays, num[3]);
+		pgarray_add_int(&retries, o[i].retry_count);
+		pgarray_add_int(&delays, o[i].delay_ms);
 	}
 	for (size_t k = 0; k < ARRAY_LEN(all); k++)
 		params[k] = pgarray_text(all[k]);
@@ -346,10 +338,7 @@ store_release(struct pg_conn *pg, const struct store_lease *l, size_t n,
 	pgarray_init(&ids);
 	pgarray_init(&tokens);
 	for (size_t i = 0; i < n; i++) {
-		char num[24];
-
-		snprintf(num, sizeof(num), "%lld", (long long)l[i].id);
-		pgarray_add(&ids, num);
+		pgarray_add_int(&ids, l[i].id);
 		pgarray_add(&tokens, l[i].lease_token);
 	}
 	params[0] = pgarray_text(&ids);

@@ -189,6 +189,17 @@ test_pgarray(void)
 	CHECK_STR(pgarray_text(&a),
 	    "{\"1\",NULL,\"a \\\"quoted\\\", \\\\ {x}\",\"\"}");
 	pgarray_fini(&a);
+	pgarray_init(&a);
+	pgarray_add_int(&a, 0);
+	pgarray_add_int(&a, 42);
+	pgarray_add_int(&a, -7);
+	pgarray_add_int(&a, 9223372036854775807LL);
+	pgarray_add_int(&a, -9223372036854775807LL - 1);
+	pgarray_add(&a, "\"\"\\");
+	CHECK_STR(pgarray_text(&a),
+	    "{0,42,-7,9223372036854775807,-9223372036854775808,"
+	    "\"\\\"\\\"\\\\\"}");
+	pgarray_fini(&a);
 }
 
 /* store has its own status type; both spell the column's CHECK values. */
