@@ -44,6 +44,12 @@
 #define TIMING_LEASE_MARGIN_MS 10000
 #define TIMING_LEASE_MS(webhook_timeout_ms) \
 	(2 * (int64_t)(webhook_timeout_ms) + TIMING_LEASE_MARGIN_MS)
+/* A claimed message waits for a slot at most one WEBHOOK_TIMEOUT (every
+ * request ahead of it ends within that), and its own attempt takes at
+ * most as long again: the lease above covers both. One that waited
+ * longer (the loop was starved) is released instead of sent. */
+#define TIMING_CLAIM_WAIT_MAX_MS(webhook_timeout_ms) \
+	((int64_t)(webhook_timeout_ms))
 /* A claim or outcome write refused by a database that is down is tried
  * again this often (well under the reconnect cap, so no turn is lost). */
 #define TIMING_DB_RETRY_MS 250

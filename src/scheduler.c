@@ -1,19 +1,24 @@
 /* scheduler.c - automatic sending.
  *
- * A run claims due messages ahead of need: it keeps up to
- * WEBHOOK_CONCURRENCY of its own posts in flight and claims again as they
- * finish (one claim outstanding at a time, sized to the free slots), so
- * the webhook never waits on the database, until its quota
- * (SCHEDULER_BATCH_SIZE per tick, or no limit when draining) is used or a
- * claim finds fewer due messages than it asked for. Ticks that find a run
- * still going are skipped; a drain asked for meanwhile (stop + start
- * during a run) is queued and begins when that run ends.
+ * A run claims due messages ahead of need. It keeps up to
+ * WEBHOOK_CONCURRENCY of its own posts in flight, and up to as many again
+ * claimed and waiting for a slot, so that a request that finishes is
+ * replaced at once: curl never waits on the database, even when a claim
+ * takes a while. One claim is out at a time, for at least a budget's
+ * worth of messages (fewer statements cost the database less per
+ * message). A run goes on until its quota (SCHEDULER_BATCH_SIZE per
+ * tick, or no limit when draining) is used or a claim finds fewer due
+ * messages than it asked for. Ticks that find a run still going are
+ * skipped; a drain asked for meanwhile (stop + start during a run) is
+ * queued and begins when that run ends.
  *
- * A message in flight is never claimed again: its claim moved its
- * next_attempt_at to the lease's end, and only its outcome (or a release)
- * makes it due again. Outcomes are written in batches, one statement at
- * a time: those that finish while a write is out go together in the
- * next one.
+ * A claimed message is never claimed again while it is ours: its claim
+ * moved its next_attempt_at to the lease's end, and only its outcome (or
+ * a release) makes it due again. One that waited longer for a slot than
+ * the lease can cover is released, not sent; so are those still waiting
+ * when sending stops. Outcomes are written in batches, one statement at
+ * a time: those that finish while a write is out go together in the next
+ * one.
  *
  * The scheduler counts only its own posts (its slots): the webhook client
  * may have other users, whose requests must neither shrink our budget nor
@@ -44,27 +49,44 @@ enum sched_run {
 /* Most ids one run skips after refusals (see sched_refused); past it
  * the run ends and the next one starts with an empty list. */
 #define SCHED_SKIP_MAX 1024
-/* A claim waits until this share of the budget is free (or the quota's
- * rest fits): fewer, larger claims cost the database less per message,
- * and the slots still free meanwhile are a small part of the budget. */
-#define SCHED_CLAIM_DIV 4
+/* Messages a run holds, in flight or waiting, at most this many budgets.
+ * A claim goes out when a budget's worth of room is free, so each claim
+ * is at least a budget and a budget's worth waits while it is out. */
+#define SCHED_HAND 3
 /* An outcome write waits for this share of the budget (or the timer of
  * TIMING_OUTCOME_FLUSH_MS, or the end of the requests in flight). */
 #define SCHED_WRITE_DIV 2
 
-/* One slot for a post of ours. A slot is in flight from the moment
- * webhook_post accepts it until its callback starts, and on the free
- * list otherwise; in_flight says which, for the asserts. */
+/* The recipients and contents of one claim's messages, copied out of its
+ * result (which dies with the callback) until the last one is posted. */
+struct claim_texts {
+	size_t refs;
+	char text[];
+};
+
+enum delivery_state {
+	D_FREE,
+	D_WAITING, /* claimed, queued for a slot */
+	D_FLYING,  /* posted; its callback has not started */
+};
+
+/* One message of ours, from its claim to the start of its callback. It
+ * is on the free list, on the waiting queue, or in flight with the
+ * webhook client: state says which, for the asserts. */
 struct delivery {
-	SLIST_ENTRY(delivery) free_link;
+	TAILQ_ENTRY(delivery) link;
 	struct sched *s;
+	enum delivery_state state;
 	int64_t id;
 	int retry_count;
-	bool in_flight;
+	int64_t claimed_ms;	   /* when its claim went out */
+	struct claim_texts *texts; /* while waiting */
+	const char *recipient;
+	const char *content;
 	char lease_token[40];
 };
 
-SLIST_HEAD(delivery_list, delivery);
+TAILQ_HEAD(delivery_list, delivery);
 
 /* Outcomes in a growing array that keeps its memory between batches. */
 struct outcome_buf {
@@ -86,15 +108,19 @@ struct sched {
 	long long run_left; /* messages this run may still claim; -1 = all */
 	bool claiming;	    /* a claim is out */
 	long long asked;    /* its size */
+	int64_t claim_ms;   /* when it went out */
 	bool maybe_more;    /* the last claim got all it asked for */
 	bool paused;	    /* no claim until ev_retry fires */
 	bool drain_queued;  /* start asked for a drain during a run */
-	/* our slots: budget of them, ninflight in flight */
+	/* our messages: hand of them, budget of which may fly at once */
 	struct delivery *slots;
 	struct delivery_list free_slots;
-	size_t budget;
-	size_t ninflight;
+	struct delivery_list waiting;
+	size_t budget, hand;
+	size_t ninflight, nwaiting;
 	size_t releasing; /* release statements not yet answered */
+	/* scratch for one release statement: up to hand leases */
+	struct store_lease *leases;
 	/* ids refused during this run, which its claims leave alone */
 	int64_t *skip;
 	size_t nskip, cap_skip;
@@ -112,38 +138,61 @@ static void sched_run_begin(struct sched *s, long long quota, const char *why);
 static struct delivery *
 sched_slot_take(struct sched *s)
 {
-	struct delivery *d = SLIST_FIRST(&s->free_slots);
+	struct delivery *d = TAILQ_FIRST(&s->free_slots);
 
-	assert(d != NULL && !d->in_flight);
-	assert(s->ninflight < s->budget);
-	SLIST_REMOVE_HEAD(&s->free_slots, free_link);
+	assert(d != NULL && d->state == D_FREE);
+	TAILQ_REMOVE(&s->free_slots, d, link);
 	return d;
 }
 
+/* Back to the free list, from the waiting queue (already unlinked) or
+ * from flight; its texts are not needed any more. */
 static void
-sched_slot_put(struct sched *s, struct delivery *d)
+sched_slot_free(struct sched *s, struct delivery *d)
 {
-	assert(!d->in_flight);
-	SLIST_INSERT_HEAD(&s->free_slots, d, free_link);
+	if (d->state == D_FLYING) {
+		assert(s->ninflight > 0);
+		s->ninflight--;
+	}
+	if (d->texts != NULL && --d->texts->refs == 0)
+		free(d->texts);
+	d->texts = NULL;
+	d->recipient = d->content = NULL;
+	d->state = D_FREE;
+	TAILQ_INSERT_HEAD(&s->free_slots, d, link);
+}
+
+static void
+sched_slot_wait(struct sched *s, struct delivery *d)
+{
+	assert(d->state == D_FREE);
+	d->state = D_WAITING;
+	TAILQ_INSERT_TAIL(&s->waiting, d, link);
+	s->nwaiting++;
+	assert(s->ninflight + s->nwaiting <= s->hand);
+}
+
+static struct delivery *
+sched_slot_unwait(struct sched *s)
+{
+	struct delivery *d = TAILQ_FIRST(&s->waiting);
+
+	assert(d != NULL && d->state == D_WAITING && s->nwaiting > 0);
+	TAILQ_REMOVE(&s->waiting, d, link);
+	s->nwaiting--;
+	return d;
 }
 
 static void
 sched_slot_fly(struct sched *s, struct delivery *d)
 {
-	assert(!d->in_flight);
-	d->in_flight = true;
+	assert(d->state == D_WAITING);
+	d->state = D_FLYING;
 	s->ninflight++;
 	assert(s->ninflight <= s->budget);
-}
-
-static void
-sched_slot_land(struct sched *s, struct delivery *d)
-{
-	assert(d->in_flight);
-	assert(s->ninflight > 0);
-	d->in_flight = false;
-	s->ninflight--;
-	sched_slot_put(s, d);
+	if (d->texts != NULL && --d->texts->refs == 0)
+		free(d->texts);
+	d->texts = NULL;
 }
 
 /* Room for n more outcomes in b. */
@@ -201,7 +250,8 @@ sched_run_end(struct sched *s, const char *why)
 {
 	assert(s->run == RUN_RUNNING);
 	/* Runs end only once everything of theirs is settled. */
-	assert(!s->claiming && s->ninflight == 0 && !s->paused);
+	assert(!s->claiming && s->ninflight == 0 && s->nwaiting == 0);
+	assert(!s->paused);
 	assert(s->pending.n == 0 && !s->write_out && s->releasing == 0);
 	s->run = RUN_IDLE;
 	log_debug("scheduler", "run finished", "{s:s, s:I}", "reason", why,
@@ -232,7 +282,8 @@ sched_flush_soon(struct sched *s)
 
 	if (s->write_out || s->pending.n == 0)
 		return;
-	if (s->pending.n >= (batch > 0 ? batch : 1) || s->ninflight == 0)
+	if (s->pending.n >= (batch > 0 ? batch : 1) ||
+	    (s->ninflight == 0 && s->nwaiting == 0))
 		sched_arm_flush(s, 0);
 	else
 		sched_arm_flush(s, TIMING_OUTCOME_FLUSH_MS);
@@ -341,6 +392,8 @@ sched_on_flush(evutil_socket_t fd, short what, void *arg)
 		sched_on_recorded(s, NULL, 0, "database unavailable");
 }
 
+static void sched_pump(struct sched *s);
+
 static void
 sched_on_delivered(void *arg, const struct webhook_result *res)
 {
@@ -348,9 +401,10 @@ sched_on_delivered(void *arg, const struct webhook_result *res)
 	struct sched *s = d->s;
 	struct outcome *o;
 
-	sched_slot_land(s, d);
+	assert(d->state == D_FLYING);
 	if (res->aborted) {
 		/* Nothing is known: the lease runs out and it is sent again. */
+		sched_slot_free(s, d);
 		sched_check(s);
 		return;
 	}
@@ -368,6 +422,9 @@ sched_on_delivered(void *arg, const struct webhook_result *res)
 		    "{s:I, s:s, s:s, s:I}", "id", (json_int_t)d->id, "error",
 		    o->error, "next", outcome_status(o->kind), "retry_in_ms",
 		    (json_int_t)o->delay_ms);
+	sched_slot_free(s, d);
+	/* The slot is free: the next waiting message takes it now. */
+	sched_pump(s);
 	sched_flush_soon(s);
 	sched_check(s);
 }
@@ -382,10 +439,10 @@ sched_on_released(void *arg, size_t n, const char *err)
 	/* Not kept for a retry: a release only saves time, and a lost one
 	 * costs nothing but the wait for its lease to run out. */
 	if (err != NULL)
-		sched_db_trouble(s, "could not release refused messages", err);
+		sched_db_trouble(s, "could not release messages", err);
 	else
-		log_debug("scheduler", "refused messages released", "{s:I}",
-		    "count", (json_int_t)n);
+		log_debug("scheduler", "messages released", "{s:I}", "count",
+		    (json_int_t)n);
 	sched_check(s);
 }
 
@@ -414,18 +471,61 @@ sched_refused(struct sched *s, int64_t id)
 	s->skip[s->nskip++] = id;
 }
 
-/* One statement for every refusal of a claim. */
+/* One statement gives back the n claims in s->leases. */
 static void
-sched_release(struct sched *s, const struct store_lease *l, size_t n)
+sched_release(struct sched *s, size_t n)
 {
 	if (n == 0)
 		return;
-	if (store_release(s->pg, l, n, sched_on_released, s) != 0) {
-		sched_db_trouble(s, "could not release refused messages",
+	if (store_release(s->pg, s->leases, n, sched_on_released, s) != 0) {
+		sched_db_trouble(s, "could not release messages",
 		    "database unavailable");
 		return;
 	}
 	s->releasing++;
+}
+
+/* Waiting messages take the free slots, oldest claim first. One that
+ * waited longer than its lease can cover (a slot for up to
+ * WEBHOOK_TIMEOUT, its own attempt as long again, TIMING_LEASE_MARGIN_MS
+ * to write the outcome) is given back instead, as is every one once
+ * sending has stopped, and every one the webhook client refuses. */
+static void
+sched_pump(struct sched *s)
+{
+	int64_t now = util_now_ms();
+	size_t nrel = 0;
+	bool refused = false;
+
+	while (s->nwaiting > 0 && (s->ninflight < s->budget || !s->active)) {
+		struct delivery *d = sched_slot_unwait(s);
+		bool stale = now - d->claimed_ms >
+		    TIMING_CLAIM_WAIT_MAX_MS(s->cfg->webhook_timeout_ms);
+
+		if (s->active && !stale) {
+			if (webhook_post(s->wh, d->id, d->recipient, d->content,
+				sched_on_delivered, d) == 0) {
+				sched_slot_fly(s, d);
+				continue;
+			}
+			sched_refused(s, d->id);
+			refused = true;
+		} else if (stale) {
+			log_warn("scheduler",
+			    "claimed message waited too long for a slot, "
+			    "releasing it",
+			    "{s:I}", "id", (json_int_t)d->id);
+		}
+		/* Released below, before the slot can be reused. */
+		s->leases[nrel].id = d->id;
+		s->leases[nrel].lease_token = d->lease_token;
+		nrel++;
+		sched_slot_free(s, d);
+	}
+	sched_release(s, nrel);
+	/* Without more to claim, the run just ends. */
+	if (refused && s->active && s->maybe_more && !s->paused)
+		sched_pause(s, TIMING_REFUSED_PAUSE_MS);
 }
 
 /* A drain requested at boot, before the first connect, is not lost. */
@@ -439,13 +539,27 @@ sched_claim_failed(struct sched *s, const char *reason)
 	sched_check(s);
 }
 
+/* The rows' texts in one block, which lives until the last is posted. */
+static struct claim_texts *
+sched_texts(const struct claimed *rows, size_t n)
+{
+	struct claim_texts *t;
+	size_t len = 0;
+
+	for (size_t i = 0; i < n; i++)
+		len += strlen(rows[i].recipient) + strlen(rows[i].content) + 2;
+	t = xmalloc(sizeof(*t) + len);
+	t->refs = n;
+	return t;
+}
+
 static void
 sched_on_claimed(void *arg, const struct claimed *rows, size_t n,
     const char *err)
 {
 	struct sched *s = arg;
-	struct store_lease *refused = NULL; /* tokens borrowed from rows */
-	size_t nrefused = 0;
+	struct claim_texts *texts;
+	char *p;
 
 	assert(s->claiming);
 	s->claiming = false;
@@ -454,60 +568,54 @@ sched_on_claimed(void *arg, const struct claimed *rows, size_t n,
 		return;
 	}
 	assert((long long)n <= s->asked);
-	/* Our slots were kept for this claim: it always fits. */
-	assert(s->ninflight + n <= s->budget);
+	/* Room was kept for this claim: it always fits. */
+	assert(s->ninflight + s->nwaiting + n <= s->hand);
 	s->db_warned = false;
 	s->maybe_more = (long long)n == s->asked;
 	if (s->run_left > 0)
 		s->run_left -= (long long)n;
 	assert(s->run_left >= -1);
-	for (size_t i = 0; i < n; i++) {
-		struct delivery *d = sched_slot_take(s);
-
-		d->id = rows[i].id;
-		d->retry_count = rows[i].retry_count;
-		snprintf(d->lease_token, sizeof(d->lease_token), "%s",
-		    rows[i].lease_token);
-		if (webhook_post(s->wh, rows[i].id, rows[i].recipient,
-			rows[i].content, sched_on_delivered, d) == 0) {
-			sched_slot_fly(s, d);
-			continue;
-		}
-		sched_slot_put(s, d);
-		sched_refused(s, rows[i].id);
-		if (refused == NULL)
-			refused = xcalloc(n, sizeof(*refused));
-		refused[nrefused].id = rows[i].id;
-		refused[nrefused].lease_token = rows[i].lease_token;
-		nrefused++;
-	}
 	if (n > 0)
 		log_debug("scheduler", "claimed", "{s:I}", "count",
 		    (json_int_t)n);
-	sched_release(s, refused, nrefused);
-	free(refused);
-	/* Without more to claim, the run just ends. */
-	if (nrefused > 0 && s->active && s->maybe_more)
-		sched_pause(s, TIMING_REFUSED_PAUSE_MS);
+	texts = n > 0 ? sched_texts(rows, n) : NULL;
+	p = texts != NULL ? texts->text : NULL;
+	for (size_t i = 0; i < n; i++) {
+		struct delivery *d = sched_slot_take(s);
+		size_t rlen = strlen(rows[i].recipient) + 1;
+		size_t clen = strlen(rows[i].content) + 1;
+
+		d->id = rows[i].id;
+		d->retry_count = rows[i].retry_count;
+		d->claimed_ms = s->claim_ms;
+		snprintf(d->lease_token, sizeof(d->lease_token), "%s",
+		    rows[i].lease_token);
+		d->texts = texts;
+		d->recipient = memcpy(p, rows[i].recipient, rlen);
+		d->content = memcpy(p + rlen, rows[i].content, clen);
+		p += rlen + clen;
+		sched_slot_wait(s, d);
+	}
+	sched_pump(s);
 	sched_check(s);
 }
 
-/* How many to claim now, 0 for none yet. Sized from our own slots,
- * never from the client's: another user's requests must not shrink or
- * stop a run. */
+/* How many to claim now, 0 for none yet: room for a budget's worth at
+ * least, counted from our own messages, never from the client's free
+ * slots (another user's requests must not shrink or stop a run). */
 static long long
 sched_claim_size(const struct sched *s)
 {
-	long long room = (long long)(s->budget - s->ninflight);
-	long long min = (long long)(s->budget / SCHED_CLAIM_DIV);
+	size_t held = s->ninflight + s->nwaiting;
+	long long room;
 
+	assert(held <= s->hand);
+	if (s->hand - held < s->budget)
+		return 0;
+	room = (long long)(s->hand - held);
 	if (s->run_left >= 0 && s->run_left < room)
 		room = s->run_left;
-	if (s->run_left >= 0 && s->run_left < min)
-		min = s->run_left;
-	if (min < 1)
-		min = 1;
-	return room >= min ? room : 0;
+	return room;
 }
 
 static void
@@ -517,6 +625,7 @@ sched_claim(struct sched *s, long long want)
 
 	s->claiming = true;
 	s->asked = want;
+	s->claim_ms = util_now_ms();
 	if (store_claim_due(s->pg, (int)want, lease, s->skip, s->nskip,
 		sched_on_claimed, s) != 0) {
 		s->claiming = false;
@@ -541,8 +650,8 @@ sched_check(struct sched *s)
 			sched_claim(s, want);
 		return;
 	}
-	if (s->ninflight > 0 || s->pending.n > 0 || s->write_out ||
-	    s->releasing > 0)
+	if (s->ninflight > 0 || s->nwaiting > 0 || s->pending.n > 0 ||
+	    s->write_out || s->releasing > 0)
 		return;
 	if (!s->active)
 		sched_run_end(s, "stopped");
@@ -588,7 +697,8 @@ sched_run_begin(struct sched *s, long long quota, const char *why)
 		    "{s:s}", "trigger", why);
 		return;
 	}
-	assert(s->ninflight == 0 && s->releasing == 0 && !s->claiming);
+	assert(s->ninflight == 0 && s->nwaiting == 0 && !s->claiming);
+	assert(s->releasing == 0);
 	log_debug("scheduler", "run started", "{s:s, s:I}", "trigger", why,
 	    "quota", (json_int_t)quota);
 	s->run = RUN_RUNNING;
@@ -624,11 +734,14 @@ sched_new(struct event_base *base, const struct config *cfg, struct pg_conn *pg,
 	s->budget = cfg->webhook_concurrency > 0 ?
 	    (size_t)cfg->webhook_concurrency :
 	    1;
-	s->slots = xcalloc(s->budget, sizeof(*s->slots));
-	SLIST_INIT(&s->free_slots);
-	for (size_t i = s->budget; i-- > 0;) {
+	s->hand = SCHED_HAND * s->budget;
+	s->slots = xcalloc(s->hand, sizeof(*s->slots));
+	s->leases = xcalloc(s->hand, sizeof(*s->leases));
+	TAILQ_INIT(&s->free_slots);
+	TAILQ_INIT(&s->waiting);
+	for (size_t i = 0; i < s->hand; i++) {
 		s->slots[i].s = s;
-		SLIST_INSERT_HEAD(&s->free_slots, &s->slots[i], free_link);
+		TAILQ_INSERT_TAIL(&s->free_slots, &s->slots[i], link);
 	}
 	s->ev_tick = event_new(base, -1, EV_PERSIST, sched_on_tick, s);
 	s->ev_flush = evtimer_new(base, sched_on_flush, s);
@@ -666,8 +779,11 @@ sched_stop(struct sched *s)
 		event_del(s->ev_retry);
 		s->paused = false;
 	}
-	log_info("scheduler", "automatic sending stopped", "{s:I}", "in_flight",
-	    (json_int_t)s->ninflight);
+	log_info("scheduler", "automatic sending stopped", "{s:I, s:I}",
+	    "in_flight", (json_int_t)s->ninflight, "released",
+	    (json_int_t)s->nwaiting);
+	/* What waits for a slot is given back, not sent. */
+	sched_pump(s);
 	sched_check(s);
 	return true;
 }
@@ -681,8 +797,8 @@ sched_is_active(const struct sched *s)
 bool
 sched_busy(const struct sched *s)
 {
-	return s->claiming || s->ninflight > 0 || s->pending.n > 0 ||
-	    s->write_out || s->releasing > 0;
+	return s->claiming || s->ninflight > 0 || s->nwaiting > 0 ||
+	    s->pending.n > 0 || s->write_out || s->releasing > 0;
 }
 
 size_t
@@ -705,9 +821,13 @@ sched_free(struct sched *s)
 	if (s == NULL)
 		return;
 	assert(s->ninflight == 0);
+	/* Claims still waiting (the database went first) just expire. */
+	while (s->nwaiting > 0)
+		sched_slot_free(s, sched_slot_unwait(s));
 	sched_buf_fini(&s->pending);
 	sched_buf_fini(&s->writing);
 	free(s->rows);
+	free(s->leases);
 	free(s->slots);
 	free(s->skip);
 	event_free(s->ev_tick);

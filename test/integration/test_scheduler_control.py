@@ -121,6 +121,65 @@ class StopStartTest(SchedulerTest):
         self.assertEqual(svc.find_logs("drain queued: previous run still in progress"), [])
 
 
+class ClaimAheadTest(SchedulerTest):
+    """A run holds claimed messages beyond its slots (up to 3 x WEBHOOK_CONCURRENCY), so
+    a finished request is replaced without waiting on the database. Those waiting for a
+    slot are leased like the ones in flight, and must never outlive their lease."""
+
+    def lease_state(self, ids):
+        return self.psql("SELECT id, status, lease_until IS NULL, next_attempt_at <= now(), "
+                         f"retry_count FROM messages WHERE id IN ({','.join(map(str, ids))}) "
+                         "ORDER BY id")
+
+    def test_waiting_messages_are_claimed_ahead_and_released_on_stop(self):
+        # Two slots, six messages: one claim takes all six, two go out, four wait.
+        self.receiver.set(mode="slow", delay_ms=1500)
+        self.insert(6)
+        svc = self.start(WEBHOOK_CONCURRENCY="2")
+        self.receiver.wait_requests(2)
+        claims = svc.find_logs("claimed")
+        self.assertEqual([c["count"] for c in claims], [6])
+        # Claimed (leased), not sent: nobody else can take them meanwhile.
+        self.assertEqual(self.psql("SELECT count(*) FROM messages "
+                                   "WHERE lease_until > now() AND status = 'pending'"),
+                         [("6",)])
+        self.assertEqual(len(self.receiver.requests()), 2)
+        svc.json("POST", "/messages/stop")
+        stopped = svc.wait_log("automatic sending stopped")
+        self.assertEqual((stopped["in_flight"], stopped["released"]), (2, 4))
+        # The four waiting ones are given back at once (no attempt counted); the two
+        # in flight finish and are recorded.
+        svc.wait_log({"msg": "run finished", "reason": "stopped"})
+        self.assertEqual(self.counts(), {"sent": 2, "pending": 4})
+        waiting = [int(r[0]) for r in self.psql(
+            "SELECT id FROM messages WHERE status = 'pending' ORDER BY id")]
+        self.assertEqual(self.lease_state(waiting),
+                         [(str(i), "pending", "t", "t", "0") for i in waiting])
+        self.assertEqual(len(self.receiver.requests()), 2)
+
+    def test_a_message_never_waits_for_a_slot_beyond_its_lease(self):
+        # One slot and a receiver that never answers: each attempt takes the whole
+        # WEBHOOK_TIMEOUT, so the messages queued behind it wait one timeout, then two.
+        # One that waited more than a timeout could not be attempted and recorded
+        # within its lease (2 x timeout + 10 s): it is released, not sent.
+        self.receiver.set(mode="hang")
+        self.insert(3)
+        svc = self.start(WEBHOOK_CONCURRENCY="1", WEBHOOK_TIMEOUT="1s", MAX_ATTEMPTS="9",
+                         SCHEDULER_INTERVAL="200ms", SCHEDULER_BATCH_SIZE="0")
+        stale = svc.wait_log("claimed message waited too long for a slot, releasing it",
+                             timeout=10)
+        self.assertIn(stale["id"], (2, 3))
+        released = svc.wait_log("messages released")
+        self.assertGreaterEqual(released["count"], 1)
+        # Given back without an attempt counted (an attempt, if it is claimed again at
+        # once, takes a whole timeout to be recorded).
+        self.assertEqual(self.psql(f"SELECT retry_count FROM messages WHERE id = {stale['id']}"),
+                         [("0",)])
+        # And nothing is lost: once the receiver answers, the ticks send all three.
+        self.receiver.set(mode="accept")
+        self.wait_counts({"sent": 3})
+
+
 class RefusedTest(SchedulerTest):
     # SQL_ASCII stores any bytes, so a message's content can be invalid
     # UTF-8: jansson cannot build the body and webhook_post refuses it.
