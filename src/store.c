@@ -259,6 +259,12 @@ store_on_recorded(void *arg, const PGresult *res, const char *err)
 	free(c);
 }
 
+/* The guard is the claim's lease token, which the write clears: a late
+ * or repeated write, or one for a message another sender took over,
+ * matches nothing. m.id = ANY($1) repeats the join on purpose: it hands
+ * the planner the rows by primary key. Without it (and with a guard on
+ * lease_until, which statistics taken while nothing was leased see as
+ * always NULL) it chose to scan the whole table on every write. */
 int
 store_record_outcomes(struct pg_conn *pg, const struct store_outcome *o,
     size_t n, store_record_cb cb, void *arg)
@@ -301,12 +307,12 @@ store_record_outcomes(struct pg_conn *pg, const struct store_outcome *o,
 	    " next_attempt_at = CASE WHEN o.status = 'pending'"
 	    "  THEN now() + o.delay * interval '1 millisecond'"
 	    "  ELSE m.next_attempt_at END,"
-	    " lease_until = NULL, updated_at = now()"
+	    " lease_token = NULL, lease_until = NULL, updated_at = now()"
 	    " FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[],"
 	    "  $5::text[], $6::text[], $7::int[], $8::bigint[])"
 	    "  AS o(id, token, status, code, response_id, error, retries, delay)"
-	    " WHERE m.id = o.id AND m.status = 'pending'"
-	    "  AND m.lease_token = o.token AND m.lease_until IS NOT NULL"
+	    " WHERE m.id = ANY($1::bigint[]) AND m.id = o.id"
+	    "  AND m.status = 'pending' AND m.lease_token = o.token"
 	    " RETURNING m.id, m.status, " STORE_TS("m.sent_at") ", m.response_id",
 	    (int)ARRAY_LEN(all), params, store_on_recorded, c);
 	/* clang-format on */
@@ -345,11 +351,12 @@ store_release(struct pg_conn *pg, const struct store_lease *l, size_t n,
 	params[1] = pgarray_text(&tokens);
 	c->cb.count = cb;
 	rc = store_submit(pg,
-	    "UPDATE messages m SET lease_until = NULL, next_attempt_at = now(),"
+	    "UPDATE messages m SET lease_token = NULL, lease_until = NULL,"
+	    " next_attempt_at = now(),"
 	    " updated_at = now()"
 	    " FROM unnest($1::bigint[], $2::uuid[]) AS r(id, token)"
-	    " WHERE m.id = r.id AND m.status = 'pending'"
-	    "  AND m.lease_token = r.token AND m.lease_until IS NOT NULL"
+	    " WHERE m.id = ANY($1::bigint[]) AND m.id = r.id"
+	    "  AND m.status = 'pending' AND m.lease_token = r.token"
 	    " RETURNING m.id",
 	    (int)ARRAY_LEN(params), params, store_on_released, c);
 	pgarray_fini(&ids);
