@@ -50,9 +50,18 @@ enum sched_run {
  * the run ends and the next one starts with an empty list. */
 #define SCHED_SKIP_MAX 1024
 /* Messages a run holds, in flight or waiting, at most this many budgets.
- * A claim goes out when a budget's worth of room is free, so each claim
- * is at least a budget and a budget's worth waits while it is out. */
+ * With a fast receiver a claim goes out when a budget's worth of room is
+ * free, so each claim is at least a budget and a budget's worth waits
+ * while it is out. */
 #define SCHED_HAND 3
+/* How far ahead to claim follows how fast requests finish: the messages
+ * waiting should all get a slot within this share of WEBHOOK_TIMEOUT. A
+ * slow receiver gets no claims ahead (they would only wait, and be
+ * released for waiting too long); a fast one gets SCHED_HAND - 1 budgets. */
+#define SCHED_AHEAD_DIV 4
+/* Request durations are averaged over about this many (a moving average
+ * with weight 1/SCHED_EWMA). */
+#define SCHED_EWMA 16
 /* An outcome write waits for this share of the budget (or the timer of
  * TIMING_OUTCOME_FLUSH_MS, or the end of the requests in flight). */
 #define SCHED_WRITE_DIV 2
@@ -118,6 +127,7 @@ struct sched {
 	struct delivery_list waiting;
 	size_t budget, hand;
 	size_t ninflight, nwaiting;
+	int64_t took_ms;  /* average duration of our requests, lately */
 	size_t releasing; /* release statements not yet answered */
 	/* scratch for one release statement: up to hand leases */
 	struct store_lease *leases;
@@ -408,6 +418,7 @@ sched_on_delivered(void *arg, const struct webhook_result *res)
 		sched_check(s);
 		return;
 	}
+	s->took_ms += (res->elapsed_ms - s->took_ms) / SCHED_EWMA;
 	sched_buf_reserve(&s->pending, 1);
 	o = &s->pending.o[s->pending.n++];
 	outcome_decide(o, res, d->retry_count, s->cfg->max_attempts,
@@ -494,7 +505,8 @@ static void
 sched_pump(struct sched *s)
 {
 	int64_t now = util_now_ms();
-	size_t nrel = 0;
+	size_t nrel = 0, nstale = 0;
+	int64_t first_stale = 0;
 	bool refused = false;
 
 	while (s->nwaiting > 0 && (s->ninflight < s->budget || !s->active)) {
@@ -510,11 +522,8 @@ sched_pump(struct sched *s)
 			}
 			sched_refused(s, d->id);
 			refused = true;
-		} else if (stale) {
-			log_warn("scheduler",
-			    "claimed message waited too long for a slot, "
-			    "releasing it",
-			    "{s:I}", "id", (json_int_t)d->id);
+		} else if (stale && nstale++ == 0) {
+			first_stale = d->id;
 		}
 		/* Released below, before the slot can be reused. */
 		s->leases[nrel].id = d->id;
@@ -522,6 +531,12 @@ sched_pump(struct sched *s)
 		nrel++;
 		sched_slot_free(s, d);
 	}
+	if (nstale > 0)
+		log_warn("scheduler",
+		    "claimed messages waited too long for a slot, releasing "
+		    "them",
+		    "{s:I, s:I}", "count", (json_int_t)nstale, "first_id",
+		    (json_int_t)first_stale);
 	sched_release(s, nrel);
 	/* Without more to claim, the run just ends. */
 	if (refused && s->active && s->maybe_more && !s->paused)
@@ -600,22 +615,48 @@ sched_on_claimed(void *arg, const struct claimed *rows, size_t n,
 	sched_check(s);
 }
 
-/* How many to claim now, 0 for none yet: room for a budget's worth at
- * least, counted from our own messages, never from the client's free
- * slots (another user's requests must not shrink or stop a run). */
+/* Messages to hold beyond the slots: as many as the slots can take
+ * within a share of WEBHOOK_TIMEOUT at the pace requests finish now. */
+static size_t
+sched_ahead(const struct sched *s)
+{
+	int64_t horizon = s->cfg->webhook_timeout_ms / SCHED_AHEAD_DIV;
+	size_t max = s->hand - s->budget;
+
+	if (s->took_ms <= 0 || (size_t)(horizon / s->took_ms) >= SCHED_HAND)
+		return max;
+	return s->budget * (size_t)horizon / (size_t)s->took_ms < max ?
+	    s->budget * (size_t)horizon / (size_t)s->took_ms :
+	    max;
+}
+
+/* How many to claim now, 0 for none yet: counted from our own messages,
+ * never from the client's free slots (another user's requests must not
+ * shrink or stop a run). With room to hold messages ahead, a claim waits
+ * for a budget's worth of room (fewer, larger claims cost the database
+ * less per message); without, a quarter of the slots. */
 static long long
 sched_claim_size(const struct sched *s)
 {
 	size_t held = s->ninflight + s->nwaiting;
+	size_t ahead = sched_ahead(s);
+	size_t cap = s->budget + ahead;
+	size_t min = s->budget / 4 > ahead ? s->budget / 4 : ahead;
 	long long room;
 
 	assert(held <= s->hand);
-	if (s->hand - held < s->budget)
+	if (min > s->budget)
+		min = s->budget;
+	if (held >= cap)
 		return 0;
-	room = (long long)(s->hand - held);
+	room = (long long)(cap - held);
 	if (s->run_left >= 0 && s->run_left < room)
 		room = s->run_left;
-	return room;
+	if (s->run_left >= 0 && s->run_left < (long long)min)
+		min = (size_t)s->run_left;
+	if (min < 1)
+		min = 1;
+	return room >= (long long)min ? room : 0;
 }
 
 static void
