@@ -148,7 +148,8 @@ pg_op_new(enum pg_op_kind kind, const char *prefix, const char *sql,
 	op->arg = arg;
 	text = (char *)(op->params + nparams);
 	op->sql = text;
-	memcpy(text, prefix, plen);
+	if (plen > 0)
+		memcpy(text, prefix, plen);
 	memcpy(text + plen, sql, slen);
 	text += plen + slen;
 	for (int i = 0; i < nparams; i++) {
