@@ -63,7 +63,7 @@
  * batch goes out at once when it is large or nothing else is in flight):
  * one statement for many outcomes costs the database far less than one
  * each, and a few ms are nothing against the lease. */
-#define TIMING_OUTCOME_FLUSH_MS 5
+#define TIMING_OUTCOME_FLUSH_MS 20
 
 #define TIMING_RETRY_MAX_DELAY_MS (3600LL * 1000)
 #define TIMING_RETRY_JITTER_PCT 20

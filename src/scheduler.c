@@ -53,7 +53,7 @@ enum sched_run {
  * With a fast receiver a claim goes out when a budget's worth of room is
  * free, so each claim is at least a budget and a budget's worth waits
  * while it is out. */
-#define SCHED_HAND 3
+#define SCHED_HAND 4
 /* How far ahead to claim follows how fast requests finish: the messages
  * waiting should all get a slot within this share of WEBHOOK_TIMEOUT. A
  * slow receiver gets no claims ahead (they would only wait, and be
@@ -62,9 +62,11 @@ enum sched_run {
 /* Request durations are averaged over about this many (a moving average
  * with weight 1/SCHED_EWMA). */
 #define SCHED_EWMA 16
-/* An outcome write waits for this share of the budget (or the timer of
- * TIMING_OUTCOME_FLUSH_MS, or the end of the requests in flight). */
-#define SCHED_WRITE_DIV 2
+/* An outcome write waits for this many budgets' worth of outcomes (or
+ * the timer of TIMING_OUTCOME_FLUSH_MS, or the end of the requests in
+ * flight): each statement costs the database about as much again as
+ * the rows it writes, so the fewer the better. */
+#define SCHED_WRITE_BATCH 2
 
 /* The recipients and contents of one claim's messages, copied out of its
  * result (which dies with the callback) until the last one is posted. */
@@ -288,7 +290,7 @@ sched_arm_flush(struct sched *s, int64_t delay_ms)
 static void
 sched_flush_soon(struct sched *s)
 {
-	size_t batch = s->budget / SCHED_WRITE_DIV;
+	size_t batch = s->budget * SCHED_WRITE_BATCH;
 
 	if (s->write_out || s->pending.n == 0)
 		return;
@@ -641,12 +643,12 @@ sched_claim_size(const struct sched *s)
 	size_t held = s->ninflight + s->nwaiting;
 	size_t ahead = sched_ahead(s);
 	size_t cap = s->budget + ahead;
-	size_t min = s->budget / 4 > ahead ? s->budget / 4 : ahead;
+	size_t min = ahead > s->budget ? ahead - s->budget : 0;
 	long long room;
 
 	assert(held <= s->hand);
-	if (min > s->budget)
-		min = s->budget;
+	if (min < s->budget / 4)
+		min = s->budget / 4;
 	if (held >= cap)
 		return 0;
 	room = (long long)(cap - held);
