@@ -1,12 +1,11 @@
 /* scheduler.c - automatic sending.
  *
  * A run claims due messages ahead of need. It keeps up to
- * WEBHOOK_CONCURRENCY of its own posts in flight, and up to as many again
+ * WEBHOOK_CONCURRENCY (its budget) of its own posts in flight, and more
  * claimed and waiting for a slot, so that a request that finishes is
  * replaced at once: curl never waits on the database, even when a claim
- * takes a while. One claim is out at a time, for at least a budget's
- * worth of messages (fewer statements cost the database less per
- * message). A run goes on until its quota (SCHEDULER_BATCH_SIZE per
+ * takes a while. One claim is out at a time, and a large one (fewer
+ * statements cost the database less per message). A run goes on until its quota (SCHEDULER_BATCH_SIZE per
  * tick, or no limit when draining) is used or a claim finds fewer due
  * messages than it asked for. Ticks that find a run still going are
  * skipped; a drain asked for meanwhile (stop + start during a run) is
@@ -50,9 +49,9 @@ enum sched_run {
  * the run ends and the next one starts with an empty list. */
 #define SCHED_SKIP_MAX 1024
 /* Messages a run holds, in flight or waiting, at most this many budgets.
- * With a fast receiver a claim goes out when a budget's worth of room is
- * free, so each claim is at least a budget and a budget's worth waits
- * while it is out. */
+ * With a fast receiver a claim goes out when two budgets' worth of room
+ * is free, so each claim is at least two budgets, and a budget's worth
+ * still waits for a slot while it is out. */
 #define SCHED_HAND 4
 /* How far ahead to claim follows how fast requests finish: the messages
  * waiting should all get a slot within this share of WEBHOOK_TIMEOUT. A
@@ -634,9 +633,11 @@ sched_ahead(const struct sched *s)
 
 /* How many to claim now, 0 for none yet: counted from our own messages,
  * never from the client's free slots (another user's requests must not
- * shrink or stop a run). With room to hold messages ahead, a claim waits
- * for a budget's worth of room (fewer, larger claims cost the database
- * less per message); without, a quarter of the slots. */
+ * shrink or stop a run). A claim waits until it can be large (fewer,
+ * larger claims cost the database less per message) while leaving a
+ * budget's worth waiting to cover it: with all SCHED_HAND budgets to
+ * hold, two budgets; without room to hold any ahead, a quarter of the
+ * slots. */
 static long long
 sched_claim_size(const struct sched *s)
 {
