@@ -1052,3 +1052,40 @@ def tcp_unread(local_port: int, remote_port: int) -> int | None:
             if (fields[1], fields[2]) == want:
                 return int(fields[4].split(":")[1], 16)
     return None
+
+
+class MessagesTest(IntegrationTest):
+    """A test that fills the messages table itself: the schema exists before the service
+    starts (from the same idempotent files the service applies), and helpers to insert,
+    count and start. FAST is the environment start() begins from; subclasses set it."""
+
+    FAST: dict[str, str] = {}
+
+    def create_schema(self):
+        for f in sorted((REPO / "sql").glob("*.sql")):
+            self.psql(f.read_text())
+
+    def insert(self, n, prefix="msg"):
+        # next_attempt_at is given (the column's default is now()) so that rows of
+        # a test are due even where a test made the default 'infinity'.
+        self.psql(f"""
+            INSERT INTO messages (recipient, content, next_attempt_at)
+            SELECT '+1555' || lpad(g::text, 8, '0'), '{prefix} ' || g, now()
+            FROM generate_series(1, {n}) g""")
+
+    def counts(self):
+        """Messages by status; rows that are never due ('infinity') left out."""
+        rows = self.psql("SELECT status, count(*) FROM messages "
+                         "WHERE next_attempt_at <> 'infinity' GROUP BY status")
+        return {status: int(n) for status, n in rows}
+
+    def wait_counts(self, want, timeout=20):
+        return wait_until(lambda: self.counts() == want, timeout, 0.1,
+                          f"message counts {want} (last: {self.counts()})")
+
+    def start(self, **env):
+        e = dict(self.FAST)
+        e.update(env)
+        svc = self.start_service(e)
+        svc.wait_log("database ready")
+        return svc
