@@ -28,7 +28,6 @@ struct pg_conn {
 	enum pg_state state;
 	struct event_base *base;
 	char *dsn;
-	char *options; /* "-c statement_timeout=..." */
 	struct resolver *resolver;
 	struct pghosts *hosts; /* NULL when libpq looks up no name */
 	int64_t query_timeout_ms;
@@ -470,11 +469,11 @@ pg_connect_start(struct pg_conn *pg)
 	const char *keys[] = {
 		"dbname", "application_name", "keepalives", "keepalives_idle",
 		"keepalives_interval", "keepalives_count", "tcp_user_timeout",
-		"options", "host", "hostaddr", "port", NULL,
+		"host", "hostaddr", "port", NULL,
 	};
 	const char *vals[] = {
 		pg->dsn, "gopulse-messages", "1", "30", "10", "3", "30000",
-		pg->options, host, hostaddr, port, NULL,
+		host, hostaddr, port, NULL,
 	};
 	/* clang-format on */
 
@@ -543,8 +542,6 @@ pg_new(struct event_base *base, struct resolver *res, const char *dsn,
 	pg->dsn = xstrdup(dsn);
 	pg->hosts = pghosts_new(dsn);
 	pg->query_timeout_ms = query_timeout_ms;
-	pg->options = xasprintf("-c statement_timeout=%lld",
-	    (long long)query_timeout_ms);
 	STAILQ_INIT(&pg->queue);
 	pg->ev_retry = evtimer_new(base, pg_on_retry, pg);
 	pg->ev_deadline = evtimer_new(base, pg_on_deadline, pg);
@@ -661,7 +658,6 @@ pg_free(struct pg_conn *pg)
 	event_free(pg->ev_retry);
 	event_free(pg->ev_deadline);
 	event_free(pg->ev_kick);
-	free(pg->options);
 	pghosts_free(pg->hosts);
 	free(pg->dsn);
 	free(pg);
