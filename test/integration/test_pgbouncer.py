@@ -143,27 +143,6 @@ class ThroughPgBouncerTest(PgBouncerTest):
         self.assertEqual(svc.find_logs("database connection failed"), [])
         self.assertEqual(svc.stop(), 0)
 
-    def test_many_instances_migrate_at_once_on_fewer_server_connections(self):
-        # Four instances on a fresh database through two server connections: whoever
-        # waits on the migration lock holds one of them, the others queue in the pooler.
-        self.bouncer.settings["default_pool_size"] = 2
-        self.bouncer.stop()
-        self.bouncer.start()
-        svcs = [self.start_bounced({"PRODUCER_INTERVAL": "0"}, wait=False) for _ in range(4)]
-        for s in svcs:
-            s.wait_log("database ready", timeout=READY_S)
-        applied = sum(len(s.find_logs("schema migration applied")) for s in svcs)
-        self.assertEqual(applied, 1)
-        self.assertEqual(self.psql("SELECT version FROM schema_migrations"), [("001_schema",)])
-        for s in svcs:
-            self.assertEqual(s.find_logs("schema migration failed"), [])
-            self.assertEqual(s.find_logs("database connection failed"), [])
-        self.assertEqual(self.advisory_locks(), [])
-        self.assertLessEqual(self.backends()[0], 2)
-        for s in svcs:
-            self.assertEqual(s.stop(), 0)
-
-
     def test_tracking_table_there_file_missing(self):
         # A database whose schema_migrations lacks our file (an older deployment): the
         # read finds the table, the file is applied in its own locked transaction.
@@ -184,6 +163,27 @@ class ThroughPgBouncerTest(PgBouncerTest):
         svc.wait_log("schema up to date")
         self.assertEqual(svc.find_logs("schema migration applied"), [])
         self.assertEqual(svc.stop(), 0)
+
+
+class MigrateAtOnceTest(PgBouncerTest):
+    pool_size = 2
+
+    def test_many_instances_migrate_at_once_on_fewer_server_connections(self):
+        # Four instances on a fresh database through two server connections: whoever
+        # waits on the migration lock holds one of them, the others queue in the pooler.
+        svcs = [self.start_bounced({"PRODUCER_INTERVAL": "0"}, wait=False) for _ in range(4)]
+        for s in svcs:
+            s.wait_log("database ready", timeout=READY_S)
+        applied = sum(len(s.find_logs("schema migration applied")) for s in svcs)
+        self.assertEqual(applied, 1)
+        self.assertEqual(self.psql("SELECT version FROM schema_migrations"), [("001_schema",)])
+        for s in svcs:
+            self.assertEqual(s.find_logs("schema migration failed"), [])
+            self.assertEqual(s.find_logs("database connection failed"), [])
+        self.assertEqual(self.advisory_locks(), [])
+        self.assertLessEqual(self.backends()[0], 2)
+        for s in svcs:
+            self.assertEqual(s.stop(), 0)
 
 
 class TwoInstancesTest(PgBouncerTest):
