@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from harness import (SAN, VALGRIND, IntegrationTest, PgBouncer, http_request, services_sh,
+from harness import (SAN, VALGRIND, MessagesTest, PgBouncer, http_request, services_sh,
                      wait_until)
 
 FAST = {
@@ -35,9 +35,11 @@ READY_S = 10.0 * (10 if VALGRIND else 2 if SAN else 1)
 MIGRATE_LOCK_KEY = 71111080117108115
 
 
-class PgBouncerTest(IntegrationTest):
-    """A fresh pgbouncer per test in front of the shared cluster (settings per test)."""
+class PgBouncerTest(MessagesTest):
+    """A fresh pgbouncer per test in front of the shared cluster (settings per test);
+    every service the test starts connects through it."""
 
+    FAST = FAST
     pool_size = 5
 
     def setUp(self):
@@ -55,22 +57,8 @@ class PgBouncerTest(IntegrationTest):
                              "---- end of log ----\n")
         self.bouncer.cleanup()
 
-    def start_bounced(self, env=None, **kwargs):
-        """start_service() with DATABASE_DSN pointing at the pooler."""
-        e = {"DATABASE_DSN": self.bdsn}
-        e.update(env or {})
-        return self.start_service(e, **kwargs)
-
-    def insert(self, n, prefix="msg"):
-        """n pending messages, due now, written straight to PostgreSQL."""
-        self.psql(f"""
-            INSERT INTO messages (recipient, content, next_attempt_at)
-            SELECT '+1555' || lpad(g::text, 8, '0'), '{prefix} ' || g, now()
-            FROM generate_series(1, {n}) g""")
-
-    def counts(self):
-        rows = self.psql("SELECT status, count(*) FROM messages GROUP BY status")
-        return {status: int(n) for status, n in rows}
+    def service_env(self, **overrides):
+        return super().service_env(**{"DATABASE_DSN": self.bdsn, **overrides})
 
     def cache_keys(self):
         return int(self.redis.cli("EVAL", "return #redis.call('KEYS', 'message:*')", "0"))
@@ -103,7 +91,7 @@ class PgBouncerTest(IntegrationTest):
 class ThroughPgBouncerTest(PgBouncerTest):
     def test_migrations_delivery_producer_and_reads(self):
         # A fresh database: the schema comes through the pooler too.
-        svc = self.start_bounced({**FAST, "AUTOSTART": "false", "PRODUCER_INTERVAL": "200ms",
+        svc = self.start_service({**FAST, "AUTOSTART": "false", "PRODUCER_INTERVAL": "200ms",
                                   "LOG_LEVEL": "debug"})
         svc.wait_log("database ready")
         self.assertEqual(svc.find_logs("database connection failed"), [])
@@ -149,7 +137,7 @@ class ThroughPgBouncerTest(PgBouncerTest):
         self.psql("CREATE TABLE schema_migrations (version text PRIMARY KEY, "
                   "applied_at timestamptz NOT NULL DEFAULT now()); "
                   "INSERT INTO schema_migrations VALUES ('000_before')")
-        svc = self.start_bounced({"PRODUCER_INTERVAL": "0", "AUTOSTART": "false"})
+        svc = self.start_service({"PRODUCER_INTERVAL": "0", "AUTOSTART": "false"})
         svc.wait_log({"msg": "schema migration applied", "version": "001_schema"})
         svc.wait_log("database ready")
         self.assertEqual(self.psql("SELECT version FROM schema_migrations ORDER BY 1"),
@@ -157,7 +145,7 @@ class ThroughPgBouncerTest(PgBouncerTest):
         self.assertEqual(self.advisory_locks(), [])
         self.assertEqual(svc.stop(), 0)
         # Started again, it finds everything and applies nothing.
-        svc = self.start_bounced({"PRODUCER_INTERVAL": "0", "AUTOSTART": "false",
+        svc = self.start_service({"PRODUCER_INTERVAL": "0", "AUTOSTART": "false",
                                   "LOG_LEVEL": "debug"})
         svc.wait_log("database ready")
         svc.wait_log("schema up to date")
@@ -171,7 +159,7 @@ class MigrateAtOnceTest(PgBouncerTest):
     def test_many_instances_migrate_at_once_on_fewer_server_connections(self):
         # Four instances on a fresh database through two server connections: whoever
         # waits on the migration lock holds one of them, the others queue in the pooler.
-        svcs = [self.start_bounced({"PRODUCER_INTERVAL": "0"}, wait=False) for _ in range(4)]
+        svcs = [self.start_service({"PRODUCER_INTERVAL": "0"}, wait=False) for _ in range(4)]
         for s in svcs:
             s.wait_log("database ready", timeout=READY_S)
         applied = sum(len(s.find_logs("schema migration applied")) for s in svcs)
@@ -194,9 +182,9 @@ class TwoInstancesTest(PgBouncerTest):
     def test_two_instances_deliver_2000_exactly_once(self):
         n = 2000
         env = {**FAST, "AUTOSTART": "false", "WEBHOOK_CONCURRENCY": "16"}
-        a = self.start_bounced(env)
+        a = self.start_service(env)
         a.wait_log("database ready")
-        b = self.start_bounced(env)
+        b = self.start_service(env)
         b.wait_log("database ready")
         self.insert(n)
         # Slow enough answers that neither instance can drain it all alone first.
@@ -206,8 +194,7 @@ class TwoInstancesTest(PgBouncerTest):
             t.start()
         for t in starts:
             t.join()
-        wait_until(lambda: self.counts() == {"sent": n}, 90 if SAN else 60, 0.2,
-                   f"{n} sent (last: {self.counts()})")
+        self.wait_counts({"sent": n}, timeout=90 if SAN else 60)
         ids = [r["headers"]["webhook-id"] for r in self.receiver.requests()]
         self.assertEqual(len(ids), n, "the receiver got each message once")
         self.assertEqual(len(set(ids)), n)
@@ -271,7 +258,7 @@ class RestartStormTest(PgBouncerTest):
         most_backends, runs = 0, []
         for i in range(self.restarts):
             t0 = time.monotonic()
-            svc = self.start_bounced(env, wait=False, name=f"instance-{i + 1}")
+            svc = self.start_service(env, wait=False, name=f"instance-{i + 1}")
             try:
                 wait_until(lambda: self._ready(svc), READY_S, 0.02, "/ready 200")
             except AssertionError:
