@@ -42,6 +42,7 @@ struct config {
 	enum log_level log_level;
 	int64_t request_timeout_ms;
 	int64_t db_query_timeout_ms;
+	int64_t shutdown_delay_ms; /* 0 = stop accepting at once */
 	int64_t shutdown_timeout_ms;
 	char *swagger_dir; /* Swagger UI assets */
 };

@@ -37,7 +37,9 @@ struct sched;
 /* What /ready shows; read from states the drivers keep, no I/O. The
  * strings are static. */
 struct service_status {
-	bool ready;	      /* the database connection is ready */
+	bool ready;	      /* the database connection is ready, and not
+				 shutting down */
+	bool shutting_down;   /* service_set_shutting_down was called */
 	const char *database; /* its state name */
 	const char *redis;    /* its state name */
 	bool sending;	      /* the scheduler is active */
@@ -52,6 +54,11 @@ struct service *service_new(struct pg_conn *pg, struct redis_client *redis,
 void service_free(struct service *svc);
 
 void service_status(const struct service *svc, struct service_status *st);
+/* The instance is shutting down: from now on service_status says not
+ * ready, whatever the drivers say, while every other call still works (the
+ * API keeps serving for SHUTDOWN_DELAY while load balancers take the
+ * instance out). For good: there is no way back. */
+void service_set_shutting_down(struct service *svc);
 /* Automatic sending on and off; idempotent. */
 void service_start_sending(struct service *svc);
 void service_stop_sending(struct service *svc);

@@ -18,20 +18,26 @@ api_health(struct evhttp_request *req, void *arg)
 
 /* Readiness: can this instance do its work? From the states the drivers
  * keep current, never by asking a dependency, so a frozen one cannot
- * stall the probe. Redis is only a cache: reported, not required. */
+ * stall the probe. Redis is only a cache: reported, not required. Once
+ * SIGTERM came, "shutting down" (503) while the API still serves for
+ * SHUTDOWN_DELAY. */
 void
 api_ready(struct evhttp_request *req, void *arg)
 {
 	struct api *api = arg;
 	struct service_status st;
+	const char *status;
 	char ts[32];
 
 	service_status(api->svc, &st);
 	util_rfc3339(util_wall_ms(), 0, ts, sizeof(ts));
+	if (st.shutting_down)
+		status = "shutting down";
+	else
+		status = st.ready ? "ready" : "not ready";
 	reply_json(req, st.ready ? 200 : 503,
-	    json_pack("{s:s, s:s, s:s, s:s, s:s}", "status",
-		st.ready ? "ready" : "not ready", "database", st.database,
-		"redis", st.redis, "scheduler",
+	    json_pack("{s:s, s:s, s:s, s:s, s:s}", "status", status, "database",
+		st.database, "redis", st.redis, "scheduler",
 		st.sending ? "active" : "inactive", "timestamp", ts));
 }
 

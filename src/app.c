@@ -2,7 +2,10 @@
  *
  * Shutdown follows pgbouncer's modes: the first SIGTERM/SIGINT drains
  * (stop accepting, stop the timers, let what is in flight finish, bounded
- * by SHUTDOWN_TIMEOUT), a second one leaves the loop at once. */
+ * by SHUTDOWN_TIMEOUT), a second one leaves the loop at once. With
+ * SHUTDOWN_DELAY the drain starts that much later: meanwhile /ready says
+ * 503 and everything else goes on, so that load balancers stop routing
+ * here before the listener closes. */
 #include <signal.h>
 #include <stdlib.h>
 
@@ -69,10 +72,35 @@ app_on_drain_check(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+app_drain(struct app *app)
+{
+	struct timeval tv = util_tv(APP_DRAIN_CHECK_MS);
+
+	app->state = APP_DRAINING;
+	app->drain_deadline_ms = util_now_ms() + app->cfg->shutdown_timeout_ms;
+	http_server_stop_accepting(app->http);
+	prod_stop(app->producer);
+	sched_stop(app->sched);
+	event_add(app->ev_drain, &tv);
+}
+
+static void
+app_on_delay_over(evutil_socket_t fd, short what, void *arg)
+{
+	struct app *app = arg;
+
+	UNUSED(fd);
+	UNUSED(what);
+	log_info("app", "shutdown delay over, draining", "{s:I}", "deadline_ms",
+	    (json_int_t)app->cfg->shutdown_timeout_ms);
+	app_drain(app);
+}
+
+static void
 app_on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct app *app = arg;
-	struct timeval tv = util_tv(APP_DRAIN_CHECK_MS);
+	struct timeval delay = util_tv(app->cfg->shutdown_delay_ms);
 
 	UNUSED(what);
 	if (app->state != APP_RUNNING) {
@@ -82,14 +110,16 @@ app_on_signal(evutil_socket_t sig, short what, void *arg)
 		event_base_loopbreak(app->base);
 		return;
 	}
-	log_info("app", "shutting down", "{s:i, s:I}", "signal", (int)sig,
-	    "deadline_ms", (json_int_t)app->cfg->shutdown_timeout_ms);
-	app->state = APP_DRAINING;
-	app->drain_deadline_ms = util_now_ms() + app->cfg->shutdown_timeout_ms;
-	http_server_stop_accepting(app->http);
-	prod_stop(app->producer);
-	sched_stop(app->sched);
-	event_add(app->ev_drain, &tv);
+	log_info("app", "shutting down", "{s:i, s:I, s:I}", "signal", (int)sig,
+	    "delay_ms", (json_int_t)app->cfg->shutdown_delay_ms, "deadline_ms",
+	    (json_int_t)app->cfg->shutdown_timeout_ms);
+	service_set_shutting_down(app->svc);
+	if (app->cfg->shutdown_delay_ms > 0) {
+		app->state = APP_DELAYING;
+		event_add(app->ev_delay, &delay);
+		return;
+	}
+	app_drain(app);
 }
 
 struct app *
@@ -131,6 +161,7 @@ app_new(const struct config *cfg)
 		.docs = app->docs };
 	app->ev_sigterm = evsignal_new(app->base, SIGTERM, app_on_signal, app);
 	app->ev_sigint = evsignal_new(app->base, SIGINT, app_on_signal, app);
+	app->ev_delay = evtimer_new(app->base, app_on_delay_over, app);
 	app->ev_drain = event_new(app->base, -1, EV_PERSIST, app_on_drain_check,
 	    app);
 	if (http_server_listen(app->http, cfg->bind_addr, cfg->port) != 0) {
@@ -177,6 +208,7 @@ app_free(struct app *app)
 	docs_free(app->docs);
 	event_free(app->ev_sigterm);
 	event_free(app->ev_sigint);
+	event_free(app->ev_delay);
 	event_free(app->ev_drain);
 	event_base_free(app->base);
 	free(app);

@@ -99,6 +99,11 @@ const struct config_var config_vars[] = {
 	    db_query_timeout_ms,
 	    "server-side `statement_timeout`; a server silent for this + 2 s "
 	    "is treated as gone and the connection is remade"),
+	ROW_DURATION("SHUTDOWN_DELAY", "0", 0, 600000, CONFIG_ZERO_OFF,
+	    shutdown_delay_ms,
+	    "on SIGTERM, keep serving this long with `/ready` answering 503 "
+	    "(load balancers take the instance out), then stop accepting and "
+	    "drain; `0` stops accepting at once"),
 	ROW_DURATION("SHUTDOWN_TIMEOUT", "10s", 0, 600000, CONFIG_ZERO_OFF,
 	    shutdown_timeout_ms, "how long SIGTERM waits for work in flight"),
 	ROW_STRING("SWAGGER_DIR", "web/swagger", CONFIG_IMAGE, swagger_dir,

@@ -14,6 +14,7 @@ struct service {
 	struct pg_conn *pg;
 	struct redis_client *redis;
 	struct sched *sched;
+	bool shutting_down;
 };
 
 /* One asynchronous call on its way through the store. */
@@ -27,7 +28,7 @@ struct service_call {
 struct service *
 service_new(struct pg_conn *pg, struct redis_client *redis, struct sched *sched)
 {
-	struct service *svc = xmalloc(sizeof(*svc));
+	struct service *svc = xcalloc(1, sizeof(*svc));
 
 	svc->pg = pg;
 	svc->redis = redis;
@@ -44,10 +45,17 @@ service_free(struct service *svc)
 void
 service_status(const struct service *svc, struct service_status *st)
 {
-	st->ready = pg_is_ready(svc->pg);
+	st->shutting_down = svc->shutting_down;
+	st->ready = !svc->shutting_down && pg_is_ready(svc->pg);
 	st->database = pg_state_name(pg_get_state(svc->pg));
 	st->redis = redis_state_name(redis_get_state(svc->redis));
 	st->sending = sched_is_active(svc->sched);
+}
+
+void
+service_set_shutting_down(struct service *svc)
+{
+	svc->shutting_down = true;
 }
 
 void
