@@ -96,7 +96,6 @@ http_server_new(struct event_base *base, const struct route *routes,
     size_t nroutes, void *arg, int64_t request_timeout_ms)
 {
 	struct http_server *srv = xcalloc(1, sizeof(*srv));
-	struct timeval idle = { .tv_sec = HTTP_IDLE_TIMEOUT_S };
 
 	srv->base = base;
 	srv->routes = routes;
@@ -112,11 +111,7 @@ http_server_new(struct event_base *base, const struct route *routes,
 	}
 	evhttp_set_max_headers_size(srv->http, HTTP_MAX_HEADERS_SIZE);
 	evhttp_set_max_body_size(srv->http, HTTP_HARD_BODY_SIZE);
-	/* Every connection re-arms this timeout at each read and write. As a
-	 * libevent "common timeout" (one duration shared by all) that is a
-	 * list append instead of a heap insertion among every connection's. */
-	evhttp_set_timeout_tv(srv->http,
-	    event_base_init_common_timeout(base, &idle));
+	evhttp_set_timeout(srv->http, HTTP_IDLE_TIMEOUT_S);
 	/* Let a client still uploading an oversize body read our 413. */
 	evhttp_set_flags(srv->http, EVHTTP_SERVER_LINGERING_CLOSE);
 	/* Every method reaches the router, so a known path answers 405
