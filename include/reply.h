@@ -17,6 +17,10 @@
 /* Sends body (stolen) with the status and finishes req; a NULL body
  * (a failed constructor upstream) becomes a 500. */
 void reply_json(struct evhttp_request *req, int status, json_t *body);
+/* A body already serialized (JSON and its newline), copied: what
+ * reply_json sends, for answers whose shape never changes. */
+void reply_json_text(struct evhttp_request *req, int status, const char *json,
+    size_t len);
 /* Static bytes (not copied: they must outlive the reply), 200. */
 void reply_bytes(struct evhttp_request *req, const char *type,
     const char *cache, const char *data, size_t len);

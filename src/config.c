@@ -107,7 +107,7 @@ const struct config_var config_vars[] = {
 	ROW_DURATION("SHUTDOWN_TIMEOUT", "10s", 0, 600000, CONFIG_ZERO_OFF,
 	    shutdown_timeout_ms, "how long SIGTERM waits for work in flight"),
 	ROW_STRING("SWAGGER_DIR", "web/swagger", CONFIG_IMAGE, swagger_dir,
-	    NULL, "where the Swagger UI files are, read once at start"),
+	    NULL, "where the Swagger UI files are, mapped read-only at start"),
 };
 const size_t config_nvars = ARRAY_LEN(config_vars);
 

@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "reply.h"
+#include "util.h"
 
 static const struct {
 	int status;
@@ -79,6 +80,9 @@ reply_send(struct evhttp_request *req, int status, const char *type,
 	evhttp_remove_header(out, "Content-Type");
 	evhttp_add_header(out, "Content-Type", type);
 	evhttp_add_header(out, "Cache-Control", cache);
+	/* evhttp would add the same Date, through gmtime_r and a printf for
+	 * every answer; ours is formatted once a second. */
+	evhttp_add_header(out, "Date", util_http_date(util_wall_ms()));
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
 		char len[24];
 
@@ -109,6 +113,14 @@ reply_json(struct evhttp_request *req, int status, json_t *body)
 	    json_dump_callback(body, reply_dump_cb, buf, JSON_COMPACT) == 0)
 		evbuffer_add(buf, "\n", 1);
 	json_decref(body);
+	reply_send(req, status, "application/json", "no-store");
+}
+
+void
+reply_json_text(struct evhttp_request *req, int status, const char *json,
+    size_t len)
+{
+	evbuffer_add(evhttp_request_get_output_buffer(req), json, len);
 	reply_send(req, status, "application/json", "no-store");
 }
 
