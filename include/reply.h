@@ -17,6 +17,10 @@
 /* Sends body (stolen) with the status and finishes req; a NULL body
  * (a failed constructor upstream) becomes a 500. */
 void reply_json(struct evhttp_request *req, int status, json_t *body);
+/* The same for JSON text already written (by a writer of our own, e.g.
+ * message_list_write): moved out of body, not copied. */
+void reply_json_buffer(struct evhttp_request *req, int status,
+    struct evbuffer *body);
 /* Static bytes (not copied: they must outlive the reply), 200. */
 void reply_bytes(struct evhttp_request *req, const char *type,
     const char *cache, const char *data, size_t len);

@@ -63,6 +63,10 @@ typedef void (*store_record_cb)(void *arg, const struct recorded *rows,
     size_t n, const char *err);
 
 const char *store_status_name(enum store_status status);
+/* The text of extract(epoch FROM ts) ("1764446673.927123", "-0.5") as
+ * milliseconds, rounded down; MESSAGE_NO_TIME for NULL, infinity or
+ * anything else. */
+int64_t store_epoch_ms(const char *text);
 
 /* Each returns -1 (and never calls back) when the database is not ready;
  * otherwise the callback runs exactly once, later. */

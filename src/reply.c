@@ -113,6 +113,16 @@ reply_json(struct evhttp_request *req, int status, json_t *body)
 }
 
 void
+reply_json_buffer(struct evhttp_request *req, int status, struct evbuffer *body)
+{
+	struct evbuffer *buf = evhttp_request_get_output_buffer(req);
+
+	evbuffer_add_buffer(buf, body);
+	evbuffer_add(buf, "\n", 1);
+	reply_send(req, status, "application/json", "no-store");
+}
+
+void
 reply_bytes(struct evhttp_request *req, const char *type, const char *cache,
     const char *data, size_t len)
 {

@@ -1,5 +1,6 @@
 /* store.c - every SQL statement the service runs, and row decoding. */
 #include <assert.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,8 @@
 #define STORE_TS(col) \
 	"to_char(" col " AT TIME ZONE 'UTC', " \
 	"'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+static const int64_t store_pow10[] = { 1, 10, 100, 1000, 10000, 100000 };
 
 struct store_call {
 	union {
@@ -121,6 +124,40 @@ store_rows(const PGresult *res, const char *err, size_t size, store_row_fn fn,
 	return rows;
 }
 
+int64_t
+store_epoch_ms(const char *text)
+{
+	const char *p = text;
+	int64_t us = 0;
+	bool neg = false;
+	int digits = 0, frac = 0;
+
+	if (p == NULL)
+		return MESSAGE_NO_TIME;
+	if (*p == '-') {
+		neg = true;
+		p++;
+	}
+	for (; *p >= '0' && *p <= '9'; p++, digits++) {
+		if (us > (INT64_MAX / 1000000 - 9) / 10)
+			return MESSAGE_NO_TIME;
+		us = us * 10 + (*p - '0');
+	}
+	us *= 1000000;
+	if (*p == '.')
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			if (frac < 6)
+				us += (int64_t)(*p - '0') *
+				    store_pow10[5 - frac++];
+	/* "Infinity", "NaN", or anything else: no time to show. */
+	if (digits == 0 || *p != '\0')
+		return MESSAGE_NO_TIME;
+	/* Milliseconds rounded down, as to_char's MS (also before 1970). */
+	if (neg)
+		return -((us + 999) / 1000);
+	return us / 1000;
+}
+
 static void
 store_message_row(const PGresult *res, int r, void *out)
 {
@@ -130,9 +167,9 @@ store_message_row(const PGresult *res, int r, void *out)
 	m->recipient = store_text(res, r, 1);
 	m->content = store_text(res, r, 2);
 	m->status = store_text(res, r, 3);
-	m->sent_at = store_text(res, r, 4);
+	m->sent_at_ms = store_epoch_ms(store_text(res, r, 4));
 	m->retry_count = atoi(PQgetvalue(res, r, 5));
-	m->created_at = store_text(res, r, 6);
+	m->created_at_ms = store_epoch_ms(store_text(res, r, 6));
 	m->response_id = store_text(res, r, 7);
 }
 
@@ -160,13 +197,16 @@ store_list_sent(struct pg_conn *pg, int limit, int offset, store_list_cb cb,
 	snprintf(lim, sizeof(lim), "%d", limit);
 	snprintf(off, sizeof(off), "%d", offset);
 	c->cb.list = cb;
-	/* clang-format off */
-	return store_submit(pg, "SELECT id, recipient, content, status, "
-	    STORE_TS("sent_at") ", retry_count, " STORE_TS("created_at") ", "
-	    "response_id FROM messages WHERE status = 'sent' "
-	    "ORDER BY sent_at DESC, id DESC LIMIT $1 OFFSET $2",
+	/* Timestamps as epoch seconds (numeric: exact to the microsecond,
+	 * whatever the session's TimeZone and DateStyle), formatted in C:
+	 * to_char per value was a fifth of the server's time per page. The
+	 * partial index messages_sent_idx gives the order, no sort. */
+	return store_submit(pg,
+	    "SELECT id, recipient, content, status, extract(epoch FROM sent_at),"
+	    " retry_count, extract(epoch FROM created_at), response_id"
+	    " FROM messages WHERE status = 'sent'"
+	    " ORDER BY sent_at DESC, id DESC LIMIT $1 OFFSET $2",
 	    2, params, store_on_listed, c);
-	/* clang-format on */
 }
 
 static void
