@@ -36,6 +36,8 @@ void reply_fail(struct evhttp_request *req, enum svc_err err,
 int reply_status(enum svc_err err);
 /* The error envelope of err: detail, or its standard message. */
 json_t *reply_fail_body(enum svc_err err, const char *detail);
+/* The headers err's answer carries besides its body (Retry-After). */
+void reply_fail_headers(struct evhttp_request *req, enum svc_err err);
 const char *reply_reason(int status);
 
 #endif

@@ -233,6 +233,8 @@ http_ctx_finish_buffer(struct http_ctx *ctx, int status, struct evbuffer *body)
 void
 http_ctx_fail(struct http_ctx *ctx, enum svc_err err, const char *detail)
 {
+	if (ctx->req != NULL)
+		reply_fail_headers(ctx->req, err);
 	http_ctx_finish(ctx, reply_status(err), reply_fail_body(err, detail));
 }
 

@@ -290,6 +290,7 @@ test_service_errors(void)
 		{ SVC_TIMEOUT, 503, "database did not answer in time" },
 		{ SVC_SHUTTING_DOWN, 503, "shutting down" },
 		{ SVC_INTERNAL, 500, "internal error" },
+		{ SVC_BUSY, 503, "too many requests waiting for the database" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -307,6 +308,20 @@ test_service_errors(void)
 		CHECK_STR(s, want);
 		free(s);
 		json_decref(b);
+	}
+	/* Only a busy answer says when to come back. */
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct evhttp_request *req = evhttp_request_new(NULL, NULL);
+		const char *ra;
+
+		reply_fail_headers(req, cases[i].err);
+		ra = evhttp_find_header(evhttp_request_get_output_headers(req),
+		    "Retry-After");
+		if (cases[i].err == SVC_BUSY)
+			CHECK_STR(ra, "1");
+		else
+			CHECK(ra == NULL);
+		evhttp_request_free(req);
 	}
 	/* A detail replaces the standard message, never the status. */
 	{
