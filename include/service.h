@@ -31,6 +31,7 @@ enum svc_err {
 		   * Retry-After */
 };
 
+struct event_base;
 struct service;
 struct pg_conn;
 struct pgpool;
@@ -46,7 +47,7 @@ struct service_status {
 	bool sending;	      /* the scheduler is active */
 	int api_connections;  /* the API's own (API_DB_CONNECTIONS) */
 	int api_ready;	      /* of them, ready now */
-	size_t api_queries;   /* API queries waiting or running */
+	size_t api_queries;   /* reads waiting or running */
 	size_t api_queries_max;
 };
 
@@ -55,10 +56,11 @@ typedef void (*service_list_cb)(void *arg, enum svc_err err,
 
 /* Borrows the drivers and the scheduler; the app owns them all. pg is
  * the delivery connection; api the API's own connections, where reads go
- * (on pg only while none of them is ready). At most max_queries API
- * queries wait or run at once; past that a call answers SVC_BUSY. */
-struct service *service_new(struct pg_conn *pg, struct pgpool *api,
-    struct redis_client *redis, struct sched *sched, size_t max_queries);
+ * (on pg only while none of them is ready). At most max_queries reads
+ * wait or run at once; past that a call answers SVC_BUSY. */
+struct service *service_new(struct event_base *base, struct pg_conn *pg,
+    struct pgpool *api, struct redis_client *redis, struct sched *sched,
+    size_t max_queries);
 void service_free(struct service *svc);
 
 void service_status(const struct service *svc, struct service_status *st);

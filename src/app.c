@@ -129,8 +129,8 @@ app_new(const struct config *cfg)
 	app->producer = prod_new(app->base, app->pg, cfg->producer_interval_ms);
 	app->sched = sched_new(app->base, cfg, app->pg, app->webhook,
 	    app->redis);
-	app->svc = service_new(app->pg, app->apipool, app->redis, app->sched,
-	    (size_t)cfg->api_db_queue);
+	app->svc = service_new(app->base, app->pg, app->apipool, app->redis,
+	    app->sched, (size_t)cfg->api_db_queue);
 	app->http = http_server_new(app->base, api_routes, api_routes_count,
 	    &app->api, cfg->request_timeout_ms);
 	app->api = (struct api) { .svc = app->svc,

@@ -20,7 +20,6 @@ static const int64_t store_pow10[] = { 1, 10, 100, 1000, 10000, 100000 };
 struct store_call {
 	union {
 		store_id_cb id;
-		store_list_cb list;
 		store_claim_cb claim;
 		store_record_cb record;
 		store_count_cb count;
@@ -158,55 +157,128 @@ store_epoch_ms(const char *text)
 	return us / 1000;
 }
 
+/* A listed message from column col on: id, recipient, content, status,
+ * epoch(sent_at), retry_count, epoch(created_at), response_id. */
 static void
-store_message_row(const PGresult *res, int r, void *out)
+store_message_at(const PGresult *res, int r, int col, struct message *m)
 {
-	struct message *m = out;
-
-	m->id = strtoll(PQgetvalue(res, r, 0), NULL, 10);
-	m->recipient = store_text(res, r, 1);
-	m->content = store_text(res, r, 2);
-	m->status = store_text(res, r, 3);
-	m->sent_at_ms = store_epoch_ms(store_text(res, r, 4));
-	m->retry_count = atoi(PQgetvalue(res, r, 5));
-	m->created_at_ms = store_epoch_ms(store_text(res, r, 6));
-	m->response_id = store_text(res, r, 7);
+	m->id = strtoll(PQgetvalue(res, r, col), NULL, 10);
+	m->recipient = store_text(res, r, col + 1);
+	m->content = store_text(res, r, col + 2);
+	m->status = store_text(res, r, col + 3);
+	m->sent_at_ms = store_epoch_ms(store_text(res, r, col + 4));
+	m->retry_count = atoi(PQgetvalue(res, r, col + 5));
+	m->created_at_ms = store_epoch_ms(store_text(res, r, col + 6));
+	m->response_id = store_text(res, r, col + 7);
 }
 
+struct store_list_call {
+	store_list_cb cb;
+	void *arg;
+	size_t npages;
+};
+
+/* One page: its rows in order. Several: column 0 is the page's number
+ * (1-based, in order), the message follows. */
 static void
 store_on_listed(void *arg, const PGresult *res, const char *err)
 {
-	struct store_call *c = arg;
-	size_t n;
-	struct message *msgs = store_rows(res, err, sizeof(*msgs),
-	    store_message_row, &n);
+	struct store_list_call *c = arg;
+	size_t n = err == NULL ? (size_t)PQntuples(res) : 0;
+	size_t *counts = xcalloc(c->npages, sizeof(*counts));
+	struct message *msgs = n > 0 ? xcalloc(n, sizeof(*msgs)) : NULL;
+	int col = c->npages > 1;
 
-	c->cb.list(c->arg, msgs, n, err);
+	for (size_t r = 0; r < n; r++) {
+		size_t page = 0;
+
+		if (col) {
+			page = strtoul(PQgetvalue(res, (int)r, 0), NULL, 10) -
+			    1;
+			assert(page < c->npages);
+		}
+		counts[page]++;
+		store_message_at(res, (int)r, col, &msgs[r]);
+	}
+	c->cb(c->arg, msgs, counts, c->npages, err);
+	free(counts);
 	free(msgs);
 	free(c);
 }
 
-int
-store_list_sent(struct pg_conn *pg, int limit, int offset, store_list_cb cb,
-    void *arg)
+/* Timestamps as epoch seconds (numeric: exact to the microsecond, whatever
+ * the session's TimeZone and DateStyle), formatted in C: to_char per value
+ * was a fifth of the server's time per page. The partial index
+ * messages_sent_idx gives the order, no sort. */
+#define STORE_LIST_COLUMNS(m) \
+	m "id, " m "recipient, " m "content, " m "status, " \
+	  "extract(epoch FROM " m "sent_at), " m "retry_count, " \
+	  "extract(epoch FROM " m "created_at), " m "response_id"
+
+/* Several pages in one statement: parsed and planned once, one round
+ * trip, one snapshot; each page is its own index scan (LATERAL). */
+static int
+store_list_pages(struct pg_conn *pg, const struct store_page *pages, size_t n,
+    struct store_list_call *c)
 {
+	struct pgarray lims, offs;
+	const char *params[2];
+	int rc;
+
+	pgarray_init(&lims);
+	pgarray_init(&offs);
+	for (size_t i = 0; i < n; i++) {
+		char num[16];
+
+		snprintf(num, sizeof(num), "%d", pages[i].limit);
+		pgarray_add(&lims, num);
+		snprintf(num, sizeof(num), "%d", pages[i].offset);
+		pgarray_add(&offs, num);
+	}
+	params[0] = pgarray_text(&lims);
+	params[1] = pgarray_text(&offs);
+	rc = pg_query(pg,
+	    "SELECT p.i, " STORE_LIST_COLUMNS(
+		"m.") " FROM unnest($1::int[], $2::int[]) WITH ORDINALITY"
+		      "  AS p(lim, off, i)"
+		      " CROSS JOIN LATERAL (SELECT * FROM messages"
+		      "  WHERE status = 'sent' ORDER BY sent_at DESC, id DESC"
+		      "  LIMIT p.lim OFFSET p.off) m"
+		      " ORDER BY p.i, m.sent_at DESC, m.id DESC",
+	    2, params, store_on_listed, c);
+	pgarray_fini(&lims);
+	pgarray_fini(&offs);
+	return rc;
+}
+
+int
+store_list_sent(struct pg_conn *pg, const struct store_page *pages, size_t n,
+    store_list_cb cb, void *arg)
+{
+	struct store_list_call *c = xmalloc(sizeof(*c));
 	char lim[16], off[16];
 	const char *params[] = { lim, off };
-	struct store_call *c = store_call_new(arg);
+	int rc;
 
-	snprintf(lim, sizeof(lim), "%d", limit);
-	snprintf(off, sizeof(off), "%d", offset);
-	c->cb.list = cb;
-	/* Timestamps as epoch seconds (numeric: exact to the microsecond,
-	 * whatever the session's TimeZone and DateStyle), formatted in C:
-	 * to_char per value was a fifth of the server's time per page. The
-	 * partial index messages_sent_idx gives the order, no sort. */
-	return store_submit(pg,
-	    "SELECT id, recipient, content, status, extract(epoch FROM sent_at),"
-	    " retry_count, extract(epoch FROM created_at), response_id"
-	    " FROM messages WHERE status = 'sent'"
-	    " ORDER BY sent_at DESC, id DESC LIMIT $1 OFFSET $2",
-	    2, params, store_on_listed, c);
+	assert(n > 0);
+	c->cb = cb;
+	c->arg = arg;
+	c->npages = n;
+	if (n > 1) {
+		rc = store_list_pages(pg, pages, n, c);
+	} else {
+		snprintf(lim, sizeof(lim), "%d", pages[0].limit);
+		snprintf(off, sizeof(off), "%d", pages[0].offset);
+		rc = pg_query(pg,
+		    "SELECT " STORE_LIST_COLUMNS(
+			"") " FROM messages"
+			    " WHERE status = 'sent'"
+			    " ORDER BY sent_at DESC, id DESC LIMIT $1 OFFSET $2",
+		    2, params, store_on_listed, c);
+	}
+	if (rc != 0)
+		free(c);
+	return rc;
 }
 
 static void

@@ -170,6 +170,48 @@ class BoundTest(ApiPoolTest):
         self.assertEqual(svc.get("/messages")[0], 200)
 
 
+class BatchTest(ApiPoolTest):
+    def test_reads_waiting_together_go_out_in_one_statement(self):
+        # One API connection; its first read waits on a lock, so the reads
+        # that come meanwhile wait in the service. Once it answers, they go
+        # out together: one statement, and still each its own page.
+        svc = self.start(API_DB_CONNECTIONS="1", REQUEST_TIMEOUT="20s")
+        ids = [int(r[0]) for r in self.psql(
+            "SELECT id FROM messages WHERE status = 'sent' ORDER BY sent_at DESC, id DESC")]
+        pages = [(1, 0), (10, 0), (3, 2), (5, 8), (2, 9), (4, 20), (1, 0), (100, 1)]
+        results = {}
+
+        def get(k, limit, offset):
+            results[k] = svc.json("GET", f"/messages?limit={limit}&offset={offset}", timeout=30)
+
+        with PgLock(self.pg, self.db, "LOCK TABLE messages IN ACCESS EXCLUSIVE MODE"):
+            first = threading.Thread(target=get, args=("first", 2, 0))
+            first.start()
+            wait_until(lambda: waiting_backends(self.pg, self.db), 10, 0.05,
+                       "the first read waiting on the lock")
+            threads = [threading.Thread(target=get, args=(k, lim, off))
+                       for k, (lim, off) in enumerate(pages)]
+            for t in threads:
+                t.start()
+            wait_until(lambda: self.pool(svc)["queries"] == 1 + len(pages), 10, 0.05,
+                       "every read accepted")
+        for t in [first, *threads]:
+            t.join(15)
+        self.assertEqual(results["first"][1]["messages"][0]["id"], ids[0])
+        for k, (limit, offset) in enumerate(pages):
+            code, doc = results[k]
+            self.assertEqual(code, 200, doc)
+            want = ids[offset:offset + limit]
+            self.assertEqual([m["id"] for m in doc["messages"]], want, (limit, offset))
+            self.assertEqual(doc["count"], len(want))
+        # The API connection's last statement was the batch of all of them.
+        last = [q for _, q in self.backends() if "WITH ORDINALITY" in q]
+        self.assertEqual(len(last), 1, self.backends())
+        # An idle service sends a read alone: the plain statement.
+        self.assertEqual(svc.get("/messages?limit=1")[0], 200)
+        self.assertFalse([q for _, q in self.backends() if "WITH ORDINALITY" in q])
+
+
 class PoolLifecycleTest(ApiPoolTest):
     def test_pool_size_and_first_ready_is_delivery(self):
         # A migrated database, as on every start but the first: an API
