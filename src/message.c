@@ -1,4 +1,5 @@
 /* message.c - a message row as the API shows it, and its JSON. */
+#include <stdbool.h>
 #include <string.h>
 
 #include "message.h"
@@ -28,22 +29,35 @@ message_put_2(char *p, unsigned v)
 	return p;
 }
 
+static const char message_digits[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233"
+    "34353637383940414243444546474849505152535455565758596061626364656667"
+    "6869707172737475767778798081828384858687888990919293949596979899";
+
 static char *
 message_put_int(char *p, int64_t v)
 {
 	char tmp[24];
-	size_t n = 0;
+	char *t = tmp + sizeof(tmp);
 	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	size_t n;
 
 	if (v < 0)
 		*p++ = '-';
-	do {
-		tmp[n++] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u != 0);
-	while (n > 0)
-		*p++ = tmp[--n];
-	return p;
+	while (u >= 100) {
+		t -= 2;
+		memcpy(t, &message_digits[(u % 100) * 2], 2);
+		u /= 100;
+	}
+	if (u >= 10) {
+		t -= 2;
+		memcpy(t, &message_digits[u * 2], 2);
+	} else {
+		*--t = (char)('0' + u);
+	}
+	n = (size_t)(tmp + sizeof(tmp) - t);
+	memcpy(p, t, n);
+	return p + n;
 }
 
 /* Writes the timestamp without quotes or NUL; returns the end. */
@@ -131,27 +145,52 @@ message_utf8_len(const unsigned char *u)
 	return n;
 }
 
+/* Whether any of the 8 bytes of w needs more than a copy: a control
+ * character, '"', '\\' or a byte of a multi-byte UTF-8 sequence (the
+ * classic "has a zero byte" trick, per class). */
+static inline bool
+message_word_special(uint64_t w)
+{
+	const uint64_t ones = 0x0101010101010101ULL;
+	const uint64_t highs = 0x8080808080808080ULL;
+	uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+
+	return ((w - ones * 0x20) | (q - ones) | (b - ones) | w) & highs;
+}
+
 /* A JSON string as jansson dumps it without flags: '"', '\\' and control
  * characters escaped, everything else (UTF-8 included) as it is. NULL on
- * invalid UTF-8. At most 6 bytes out per byte in, plus the quotes. */
+ * invalid UTF-8. At most 6 bytes out per byte in, plus the quotes. Plain
+ * ASCII goes 8 bytes at a time. */
 static char *
 message_put_string(char *p, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	const unsigned char *u = (const unsigned char *)s;
+	const unsigned char *end = u + strlen(s);
 
 	*p++ = '"';
-	for (;;) {
-		unsigned c = *u;
+	while (u < end) {
+		unsigned c;
 		size_t n;
 
+		if (end - u >= 8) {
+			uint64_t w;
+
+			memcpy(&w, u, 8);
+			if (!message_word_special(w)) {
+				memcpy(p, &w, 8);
+				p += 8;
+				u += 8;
+				continue;
+			}
+		}
+		c = *u;
 		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
 			*p++ = (char)c;
 			u++;
 			continue;
 		}
-		if (c == 0)
-			break;
 		if (c >= 0x80) {
 			if ((n = message_utf8_len(u)) == 0)
 				return NULL;

@@ -15,8 +15,6 @@
 	"to_char(" col " AT TIME ZONE 'UTC', " \
 	"'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
-static const int64_t store_pow10[] = { 1, 10, 100, 1000, 10000, 100000 };
-
 struct store_call {
 	union {
 		store_id_cb id;
@@ -127,34 +125,65 @@ int64_t
 store_epoch_ms(const char *text)
 {
 	const char *p = text;
-	int64_t us = 0;
-	bool neg = false;
-	int digits = 0, frac = 0;
+	int64_t secs = 0, us = 0;
+	bool neg;
+	int digits = 0;
 
 	if (p == NULL)
 		return MESSAGE_NO_TIME;
-	if (*p == '-') {
-		neg = true;
+	if ((neg = *p == '-'))
 		p++;
-	}
-	for (; *p >= '0' && *p <= '9'; p++, digits++) {
-		if (us > (INT64_MAX / 1000000 - 9) / 10)
-			return MESSAGE_NO_TIME;
-		us = us * 10 + (*p - '0');
-	}
-	us *= 1000000;
-	if (*p == '.')
-		for (p++; *p >= '0' && *p <= '9'; p++)
+	/* 13 digits of seconds is year 318857; past it, microseconds would
+	 * not fit in 64 bits. */
+	for (; *p >= '0' && *p <= '9' && digits <= 13; p++, digits++)
+		secs = secs * 10 + (*p - '0');
+	if (*p == '.') {
+		int frac = 0;
+
+		for (p++; *p >= '0' && *p <= '9'; p++, frac++)
 			if (frac < 6)
-				us += (int64_t)(*p - '0') *
-				    store_pow10[5 - frac++];
+				us = us * 10 + (*p - '0');
+		for (; frac < 6; frac++)
+			us *= 10;
+	}
 	/* "Infinity", "NaN", or anything else: no time to show. */
-	if (digits == 0 || *p != '\0')
+	if (digits == 0 || digits > 13 || *p != '\0')
 		return MESSAGE_NO_TIME;
+	us += secs * 1000000;
 	/* Milliseconds rounded down, as to_char's MS (also before 1970). */
 	if (neg)
 		return -((us + 999) / 1000);
 	return us / 1000;
+}
+
+/* n in decimal into buf (16 bytes), for statement parameters. */
+static const char *
+store_itoa(int n, char *buf)
+{
+	char *p = buf + 15;
+	unsigned u = n < 0 ? 0u - (unsigned)n : (unsigned)n;
+
+	*p = '\0';
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (n < 0)
+		*--p = '-';
+	return p;
+}
+
+/* A column we know holds a plain decimal integer (an id, a count). */
+static int64_t
+store_int(const PGresult *res, int row, int col)
+{
+	const char *p = PQgetvalue(res, row, col);
+	bool neg = *p == '-';
+	uint64_t v = 0;
+
+	for (p += neg; *p >= '0' && *p <= '9'; p++)
+		v = v * 10 + (uint64_t)(*p - '0');
+	return neg ? (int64_t)(0 - v) : (int64_t)v;
 }
 
 /* A listed message from column col on: id, recipient, content, status,
@@ -162,12 +191,12 @@ store_epoch_ms(const char *text)
 static void
 store_message_at(const PGresult *res, int r, int col, struct message *m)
 {
-	m->id = strtoll(PQgetvalue(res, r, col), NULL, 10);
+	m->id = store_int(res, r, col);
 	m->recipient = store_text(res, r, col + 1);
 	m->content = store_text(res, r, col + 2);
 	m->status = store_text(res, r, col + 3);
 	m->sent_at_ms = store_epoch_ms(store_text(res, r, col + 4));
-	m->retry_count = atoi(PQgetvalue(res, r, col + 5));
+	m->retry_count = (int)store_int(res, r, col + 5);
 	m->created_at_ms = store_epoch_ms(store_text(res, r, col + 6));
 	m->response_id = store_text(res, r, col + 7);
 }
@@ -230,10 +259,8 @@ store_list_pages(struct pg_conn *pg, const struct store_page *pages, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		char num[16];
 
-		snprintf(num, sizeof(num), "%d", pages[i].limit);
-		pgarray_add(&lims, num);
-		snprintf(num, sizeof(num), "%d", pages[i].offset);
-		pgarray_add(&offs, num);
+		pgarray_add(&lims, store_itoa(pages[i].limit, num));
+		pgarray_add(&offs, store_itoa(pages[i].offset, num));
 	}
 	params[0] = pgarray_text(&lims);
 	params[1] = pgarray_text(&offs);
@@ -257,7 +284,7 @@ store_list_sent(struct pg_conn *pg, const struct store_page *pages, size_t n,
 {
 	struct store_list_call *c = xmalloc(sizeof(*c));
 	char lim[16], off[16];
-	const char *params[] = { lim, off };
+	const char *params[2];
 	int rc;
 
 	assert(n > 0);
@@ -267,8 +294,8 @@ store_list_sent(struct pg_conn *pg, const struct store_page *pages, size_t n,
 	if (n > 1) {
 		rc = store_list_pages(pg, pages, n, c);
 	} else {
-		snprintf(lim, sizeof(lim), "%d", pages[0].limit);
-		snprintf(off, sizeof(off), "%d", pages[0].offset);
+		params[0] = store_itoa(pages[0].limit, lim);
+		params[1] = store_itoa(pages[0].offset, off);
 		rc = pg_query(pg,
 		    "SELECT " STORE_LIST_COLUMNS(
 			"") " FROM messages"

@@ -160,6 +160,14 @@ test_message_json_like_jansson(void)
 		"\xe2\x80\xa8 line separator",
 		"\xef\xbf\xbf \xf4\x8f\xbf\xbf",
 		"<script>&'",
+		/* Around the 8-byte steps of the plain-ASCII fast path. */
+		"01234567",
+		"0123456789abcdef",
+		"0123456\"89abcdef\\x",
+		"abcdefg\xc3\xa9hijklmnopqrstu",
+		"abcdefgh\x1fijklmno\npqrstuvw",
+		"1234567\xe2\x82\xac"
+		"abcdefghijklmnop\x7f~~~~~~~ !#$%&()*+,-./",
 	};
 	static const int64_t times[] = { 0, -1, -100, -86400001, 1,
 		253402300799999, 1795773600123, 951782400000 };
@@ -193,6 +201,9 @@ test_message_json_refuses(void)
 		"\xc3 cut",
 		"cut at the end \xe2\x82",
 		"\x80 lone continuation",
+		"01234567\xff"
+		"89abcdef",
+		"0123456789abcdef\xc0",
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
