@@ -18,7 +18,8 @@ struct app {
 	enum app_state state;
 	struct event_base *base;
 	const struct config *cfg;
-	struct pg_conn *pg;
+	struct pg_conn *pg;	/* delivery: scheduler, producer, migrations */
+	struct pgpool *apipool; /* the API's own connections */
 	struct resolver *resolver;
 	struct redis_client *redis;
 	struct webhook *webhook;

@@ -35,7 +35,9 @@ api_health(struct evhttp_request *req, void *arg)
 
 /* Readiness: can this instance do its work? From the states the drivers
  * keep current, never by asking a dependency, so a frozen one cannot
- * stall the probe. Redis is only a cache: reported, not required. Once
+ * stall the probe. Redis is only a cache: reported, not required. The
+ * API's own connections are reported too, not required: while none is
+ * ready, reads go to the delivery connection, whose state decides. Once
  * SIGTERM came, "shutting down" (503) while the API still serves for
  * SHUTDOWN_DELAY. */
 void
@@ -53,8 +55,11 @@ api_ready(struct evhttp_request *req, void *arg)
 	else
 		status = st.ready ? "ready" : "not ready";
 	reply_json(req, st.ready ? 200 : 503,
-	    json_pack("{s:s, s:s, s:s, s:s, s:s}", "status", status, "database",
-		st.database, "redis", st.redis, "scheduler",
+	    json_pack("{s:s, s:s, s:{s:i, s:i, s:I, s:I}, s:s, s:s, s:s}",
+		"status", status, "database", st.database, "api_database",
+		"connections", st.api_connections, "ready", st.api_ready,
+		"queries", (json_int_t)st.api_queries, "max_queries",
+		(json_int_t)st.api_queries_max, "redis", st.redis, "scheduler",
 		st.sending ? "active" : "inactive", "timestamp", ts));
 }
 

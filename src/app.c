@@ -15,6 +15,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "pg.h"
+#include "pgpool.h"
 #include "producer.h"
 #include "redis.h"
 #include "resolve.h"
@@ -35,6 +36,7 @@ app_idle(const struct app *app)
 {
 	return http_server_inflight(app->http) == 0 &&
 	    !sched_busy(app->sched) && pg_pending(app->pg) == 0 &&
+	    pgpool_pending(app->apipool) == 0 &&
 	    redis_pending(app->redis) == 0 && !prod_busy(app->producer);
 }
 
@@ -58,8 +60,9 @@ app_on_drain_check(evutil_socket_t fd, short what, void *arg)
 		    "webhook_requests", (json_int_t)sched_inflight(app->sched),
 		    "unrecorded_outcomes",
 		    (json_int_t)sched_unrecorded(app->sched), "db_queries",
-		    (json_int_t)pg_pending(app->pg), "redis_commands",
-		    (json_int_t)redis_pending(app->redis));
+		    (json_int_t)(pg_pending(app->pg) +
+			pgpool_pending(app->apipool)),
+		    "redis_commands", (json_int_t)redis_pending(app->redis));
 		http_server_abort_inflight(app->http);
 		/* Their leases run out and they are sent again later. */
 		webhook_abort_all(app->webhook);
@@ -144,6 +147,9 @@ app_new(const struct config *cfg)
 	app->pg = pg_new(app->base, app->resolver, cfg->database_dsn,
 	    cfg->db_query_timeout_ms);
 	migrate_attach(app->pg);
+	/* The API's own connections wait for this one's migrations. */
+	app->apipool = pgpool_new(app->base, app->resolver, cfg->database_dsn,
+	    cfg->db_query_timeout_ms, cfg->api_db_connections, app->pg);
 	app->redis = redis_new(app->base, app->resolver, cfg->redis_host,
 	    cfg->redis_port, cfg->redis_password, cfg->redis_db,
 	    TIMING_REDIS_OP_MS);
@@ -153,7 +159,8 @@ app_new(const struct config *cfg)
 	app->producer = prod_new(app->base, app->pg, cfg->producer_interval_ms);
 	app->sched = sched_new(app->base, cfg, app->pg, app->webhook,
 	    app->redis);
-	app->svc = service_new(app->pg, app->redis, app->sched);
+	app->svc = service_new(app->base, app->pg, app->apipool, app->redis,
+	    app->sched, (size_t)cfg->api_db_queue);
 	app->http = http_server_new(app->base, api_routes, api_routes_count,
 	    &app->api, cfg->request_timeout_ms);
 	app->api = (struct api) { .svc = app->svc,
@@ -177,6 +184,7 @@ app_run(struct app *app)
 	event_add(app->ev_sigterm, NULL);
 	event_add(app->ev_sigint, NULL);
 	pg_start(app->pg);
+	pgpool_start(app->apipool);
 	redis_start(app->redis);
 	prod_start(app->producer);
 	if (app->cfg->autostart)
@@ -200,6 +208,7 @@ app_free(struct app *app)
 	http_server_free(app->http);
 	webhook_free(app->webhook);
 	pg_free(app->pg);
+	pgpool_free(app->apipool);
 	redis_free(app->redis);
 	prod_free(app->producer);
 	sched_free(app->sched);
