@@ -97,8 +97,9 @@ const struct config_var config_vars[] = {
 	    "an API request waiting on the database answers 503 after this"),
 	ROW_DURATION("DB_QUERY_TIMEOUT", "15s", 100, 3600000, 0,
 	    db_query_timeout_ms,
-	    "server-side `statement_timeout`; a server silent for this + 2 s "
-	    "is treated as gone and the connection is remade"),
+	    "a server silent for this + 2 s is treated as gone and the "
+	    "connection is remade (not sent as the server's "
+	    "`statement_timeout` for now: see README, PostgreSQL)"),
 	ROW_DURATION("SHUTDOWN_DELAY", "0", 0, 600000, CONFIG_ZERO_OFF,
 	    shutdown_delay_ms,
 	    "on SIGTERM, keep serving this long with `/ready` answering 503 "
