@@ -97,8 +97,11 @@ $(NODE_STAMP): package.json package-lock.json
 
 SWAGGER_ASSETS := swagger-ui.css swagger-ui-bundle.js \
                   swagger-ui-standalone-preset.js favicon-32x32.png favicon-16x16.png
+# --remove-destination: a new file, never one rewritten in place, since a
+# running service maps them (truncating a mapped file would crash it).
 swagger-ui: $(NODE_STAMP)
-	cd node_modules/swagger-ui-dist && cp $(SWAGGER_ASSETS) ../../web/swagger/
+	cd node_modules/swagger-ui-dist && \
+	    cp --remove-destination $(SWAGGER_ASSETS) ../../web/swagger/
 
 # Installs the bench role's packages and builds first (see scripts/bench.sh).
 bench:

@@ -9,13 +9,17 @@
 #include "api.h"
 #include "config.h"
 
-enum app_state { APP_RUNNING, APP_DRAINING, APP_DONE };
+/* RUNNING -SIGTERM-> DELAYING (SHUTDOWN_DELAY: /ready 503, all else as
+ * before; skipped when 0) -> DRAINING (listener closed, timers stopped,
+ * work in flight finishing) -> DONE. */
+enum app_state { APP_RUNNING, APP_DELAYING, APP_DRAINING, APP_DONE };
 
 struct app {
 	enum app_state state;
 	struct event_base *base;
 	const struct config *cfg;
-	struct pg_conn *pg;
+	struct pg_conn *pg;	/* delivery: scheduler, producer, migrations */
+	struct pgpool *apipool; /* the API's own connections */
 	struct resolver *resolver;
 	struct redis_client *redis;
 	struct webhook *webhook;
@@ -27,6 +31,7 @@ struct app {
 	struct api api; /* what the handlers get */
 	struct event *ev_sigterm;
 	struct event *ev_sigint;
+	struct event *ev_delay; /* SHUTDOWN_DELAY is over: drain */
 	struct event *ev_drain; /* checks whether draining is over */
 	int64_t drain_deadline_ms;
 	int exit_code;

@@ -1,5 +1,6 @@
-/* docs.h - the Swagger UI files, read once at start-up and served from
- * memory (no disk I/O on the loop). */
+/* docs.h - the Swagger UI files, mapped read-only at start-up and read
+ * ahead into the page cache (no disk I/O on the loop); pages enter the
+ * process's memory only when served. */
 #ifndef GOPULSE_DOCS_H
 #define GOPULSE_DOCS_H
 
@@ -10,7 +11,7 @@ struct docs;
 struct docs_file {
 	const char *name;
 	const char *content_type;
-	const char *data;
+	const char *data; /* mapped read-only from the file: not NUL-ended */
 	size_t len;
 };
 

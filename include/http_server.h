@@ -46,6 +46,10 @@ struct http_ctx *http_ctx_new(struct http_server *srv,
     struct evhttp_request *req);
 /* Answers (if still attached) and frees ctx. body is stolen. */
 void http_ctx_finish(struct http_ctx *ctx, int status, json_t *body);
+/* The same with JSON text already written into body (moved out of it;
+ * the caller still frees body). */
+void http_ctx_finish_buffer(struct http_ctx *ctx, int status,
+    struct evbuffer *body);
 /* Answers a service error (reply_fail's status and body) and frees ctx. */
 void http_ctx_fail(struct http_ctx *ctx, enum svc_err err, const char *detail);
 

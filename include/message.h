@@ -5,25 +5,41 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <event2/buffer.h>
 #include <jansson.h>
 
+#include "common.h"
+
+/* A timestamp column that is NULL. */
+#define MESSAGE_NO_TIME INT64_MIN
+
 /* Strings are borrowed (from a PGresult, for one callback); timestamps are
- * RFC 3339 UTC text or NULL. */
+ * milliseconds since the epoch, shown as RFC 3339 UTC with milliseconds,
+ * or MESSAGE_NO_TIME (null). */
 struct message {
 	int64_t id;
 	const char *recipient;
 	const char *content;
 	const char *status;
-	const char *sent_at;
+	int64_t sent_at_ms;
 	int retry_count;
-	const char *created_at;
+	int64_t created_at_ms;
 	const char *response_id;
 };
 
 /* NULL when a string is not valid UTF-8 (never from our own database,
  * but jansson would otherwise abort the whole reply silently). */
 json_t *message_to_json(const struct message *m);
-/* {"messages": [...], "count": n}; NULL on a bad row. */
-json_t *message_list_to_json(const struct message *m, size_t n);
+/* Appends {"messages": [...], "count": n} to out, compact, byte for byte
+ * what jansson would dump for the same values, but written in one pass
+ * into one reserved chunk (the listing is the API's hot path: building
+ * and dumping jansson objects was most of its CPU). -1, with nothing
+ * appended, when a string is not valid UTF-8 or created_at is missing. */
+int message_list_write(struct evbuffer *out, const struct message *m,
+    size_t n) MUSTCHECK;
+/* "YYYY-MM-DDTHH:MM:SS.mmmZ" (more year digits past 9999) and its NUL
+ * into buf, which needs MESSAGE_TIME_LEN bytes; returns the length. */
+#define MESSAGE_TIME_LEN 32
+size_t message_time_format(int64_t ms, char *buf);
 
 #endif

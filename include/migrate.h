@@ -14,7 +14,8 @@ struct migrate_file {
 extern const struct migrate_file migrate_files[];
 extern const size_t migrate_files_count;
 
-/* Installs the setup hook: lock, apply what is missing, unlock, ready. */
+/* Installs the setup hook: read what is applied; apply what is missing,
+ * each file in its own transaction under pg_advisory_xact_lock; ready. */
 void migrate_attach(struct pg_conn *pg);
 
 #endif

@@ -17,6 +17,14 @@
 /* Sends body (stolen) with the status and finishes req; a NULL body
  * (a failed constructor upstream) becomes a 500. */
 void reply_json(struct evhttp_request *req, int status, json_t *body);
+/* A body already serialized (JSON and its newline), copied: what
+ * reply_json sends, for answers whose shape never changes. */
+void reply_json_text(struct evhttp_request *req, int status, const char *json,
+    size_t len);
+/* The same for JSON text already written (by a writer of our own, e.g.
+ * message_list_write): moved out of body, not copied. */
+void reply_json_buffer(struct evhttp_request *req, int status,
+    struct evbuffer *body);
 /* Static bytes (not copied: they must outlive the reply), 200. */
 void reply_bytes(struct evhttp_request *req, const char *type,
     const char *cache, const char *data, size_t len);
@@ -32,6 +40,8 @@ void reply_fail(struct evhttp_request *req, enum svc_err err,
 int reply_status(enum svc_err err);
 /* The error envelope of err: detail, or its standard message. */
 json_t *reply_fail_body(enum svc_err err, const char *detail);
+/* The headers err's answer carries besides its body (Retry-After). */
+void reply_fail_headers(struct evhttp_request *req, enum svc_err err);
 const char *reply_reason(int status);
 
 #endif

@@ -27,31 +27,50 @@ enum svc_err {
 	SVC_TIMEOUT,	   /* a dependency did not answer in time: 503 */
 	SVC_SHUTTING_DOWN, /* 503 */
 	SVC_INTERNAL,	   /* 500 */
+	SVC_BUSY, /* too many queries waiting for the database: 503 with
+		   * Retry-After */
 };
 
+struct event_base;
 struct service;
 struct pg_conn;
+struct pgpool;
 struct redis_client;
 struct sched;
 
 /* What /ready shows; read from states the drivers keep, no I/O. The
  * strings are static. */
 struct service_status {
-	bool ready;	      /* the database connection is ready */
+	bool ready;	      /* the delivery connection is ready, and not
+				 shutting down */
+	bool shutting_down;   /* service_set_shutting_down was called */
 	const char *database; /* its state name */
 	const char *redis;    /* its state name */
 	bool sending;	      /* the scheduler is active */
+	int api_connections;  /* the API's own (API_DB_CONNECTIONS) */
+	int api_ready;	      /* of them, ready now */
+	size_t api_queries;   /* reads waiting or running */
+	size_t api_queries_max;
 };
 
 typedef void (*service_list_cb)(void *arg, enum svc_err err,
     const struct message *msgs, size_t n);
 
-/* Borrows the drivers and the scheduler; the app owns them all. */
-struct service *service_new(struct pg_conn *pg, struct redis_client *redis,
-    struct sched *sched);
+/* Borrows the drivers and the scheduler; the app owns them all. pg is
+ * the delivery connection; api the API's own connections, where reads go
+ * (on pg only while none of them is ready). At most max_queries reads
+ * wait or run at once; past that a call answers SVC_BUSY. */
+struct service *service_new(struct event_base *base, struct pg_conn *pg,
+    struct pgpool *api, struct redis_client *redis, struct sched *sched,
+    size_t max_queries);
 void service_free(struct service *svc);
 
 void service_status(const struct service *svc, struct service_status *st);
+/* The instance is shutting down: from now on service_status says not
+ * ready, whatever the drivers say, while every other call still works (the
+ * API keeps serving for SHUTDOWN_DELAY while load balancers take the
+ * instance out). For good: there is no way back. */
+void service_set_shutting_down(struct service *svc);
 /* Automatic sending on and off; idempotent. */
 void service_start_sending(struct service *svc);
 void service_stop_sending(struct service *svc);

@@ -55,22 +55,34 @@ struct recorded {
 
 typedef void (*store_id_cb)(void *arg, int64_t id, const char *err);
 typedef void (*store_count_cb)(void *arg, size_t n, const char *err);
-typedef void (*store_list_cb)(void *arg, const struct message *msgs, size_t n,
-    const char *err);
+/* A page of the sent listing. */
+struct store_page {
+	int limit, offset;
+};
+
+/* msgs holds every page's messages, page after page; counts[i] says how
+ * many are page i's (all 0 after an error). */
+typedef void (*store_list_cb)(void *arg, const struct message *msgs,
+    const size_t *counts, size_t npages, const char *err);
 typedef void (*store_claim_cb)(void *arg, const struct claimed *rows, size_t n,
     const char *err);
 typedef void (*store_record_cb)(void *arg, const struct recorded *rows,
     size_t n, const char *err);
 
 const char *store_status_name(enum store_status status);
+/* The text of extract(epoch FROM ts) ("1764446673.927123", "-0.5") as
+ * milliseconds, rounded down; MESSAGE_NO_TIME for NULL, infinity or
+ * anything else. */
+int64_t store_epoch_ms(const char *text);
 
 /* Each returns -1 (and never calls back) when the database is not ready;
  * otherwise the callback runs exactly once, later. */
 int store_insert_message(struct pg_conn *pg, const char *recipient,
     const char *content, store_id_cb cb, void *arg) MUSTCHECK;
-/* Sent messages, most recently sent first. */
-int store_list_sent(struct pg_conn *pg, int limit, int offset, store_list_cb cb,
-    void *arg) MUSTCHECK;
+/* Pages of the sent messages, most recently sent first, all in one
+ * statement (n >= 1; one page is the plain SELECT). */
+int store_list_sent(struct pg_conn *pg, const struct store_page *pages,
+    size_t n, store_list_cb cb, void *arg) MUSTCHECK;
 
 /* Claims up to limit due messages, oldest first, for lease_ms: nobody
  * else can claim them until the lease runs out. The nskip ids in skip are

@@ -18,8 +18,12 @@ char *xasprintf(const char *fmt, ...) PRINTF(1, 2);
 int64_t util_now_ms(void);
 /* Milliseconds since the epoch: for timestamps people read. */
 int64_t util_wall_ms(void);
-/* RFC 3339 UTC; with_ms adds ".mmm". buf needs 32 bytes. */
+/* RFC 3339 UTC; with_ms adds ".mmm". buf needs 32 bytes. The text of the
+ * last second is kept: calls within one second cost a copy. */
 void util_rfc3339(int64_t wall_ms, int with_ms, char *buf, size_t len);
+/* The HTTP Date of wall_ms's second (RFC 9110 IMF-fixdate, "Sun, 06 Nov
+ * 1994 08:49:37 GMT"): a static buffer, valid until the next call. */
+const char *util_http_date(int64_t wall_ms);
 struct timeval util_tv(int64_t ms);
 
 /* Uniform random in [0, n); seeded once from the kernel. */

@@ -18,6 +18,9 @@
 #                the drain, and with BENCH_INFLIGHT webhook requests in flight
 #                against build/webhook-receiver --mode hang
 #   start-up     exec -> first GET /health 200, median of BENCH_STARTS starts
+#   scale-out    the combined drain rate of 1 and 2 instances sharing one database,
+#                direct and through PgBouncer (pool_mode=transaction), each
+#                BENCH_SCALE_MESSAGES messages, exactly once
 #
 # Prints a Markdown table and saves it, with the machine, the commit and the
 # library versions, as bench/results/<date>-<commit>.md.  Without ../shared/bench
@@ -33,6 +36,8 @@
 #   BENCH_INFLIGHT     in-flight requests (1000)    of the drain and the reference (64)
 #   BENCH_STARTS       start-ups timed (7)      BENCH_SAMPLE_HZ    sampler rate per URL (50)
 #   BENCH_LOG_LEVEL    the service's LOG_LEVEL (info)
+#   BENCH_SCALE_MESSAGES  backlog of each scale-out drain (BENCH_MESSAGES / 2)
+#   BENCH_POOL_SIZE    PgBouncer's default_pool_size for the scale-out (4)
 #   BENCH_REF_DIR      where pipeline_ref.c and evhttp_hello.c are (../shared/bench;
 #                      `none`: run without them)
 #   BENCH_RESULTS_DIR  where the result file goes     BENCH_KEEP_TMP=1  keep logs
@@ -65,7 +70,9 @@ CONC=${BENCH_CONCURRENCY:-64}
 INFLIGHT=${BENCH_INFLIGHT:-1000}
 HZ=${BENCH_SAMPLE_HZ:-50}
 LOGLVL=${BENCH_LOG_LEVEL:-info}
-for v in N SECS STARTS CONNS CONC INFLIGHT HZ; do posint "$v" "${!v}"; done
+SCALE_N=${BENCH_SCALE_MESSAGES:-$((N / 2))}
+POOL=${BENCH_POOL_SIZE:-4}
+for v in N SECS STARTS CONNS CONC INFLIGHT HZ SCALE_N POOL; do posint "$v" "${!v}"; done
 # Every wait below is bounded; a drain gets a minute plus 2 ms per message.
 DRAIN_TIMEOUT=$((60 + N / 500))
 
@@ -101,6 +108,7 @@ swagger_note="with the Swagger UI assets"
 for tool in wrk nginx pgbench psql redis-cli; do
 	command -v "$tool" >/dev/null || die "$tool not found (scripts/install-deps.sh bench)"
 done
+pgbouncer_bin >/dev/null || die "pgbouncer not found (scripts/install-deps.sh dev)"
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 SVC_BIN=$root/build/gopulse-messages
@@ -144,6 +152,7 @@ cleanup() {
 	set +e
 	for pid in "${pids[@]}"; do stop_pid "$pid" 3; done
 	redis_stop "$tmp/redis" >/dev/null 2>&1
+	pgbouncer_stop "$tmp/bouncer" >/dev/null 2>&1
 	pg_stop "$tmp/pg" >/dev/null 2>&1
 	if [ "${BENCH_KEEP_TMP:-0}" = 1 ] || [ "$rc" -ne 0 ]; then
 		say "logs kept in $tmp"
@@ -382,7 +391,45 @@ def cmd_pgbench_script(pglog, offset, out):
     print(" ".join(args))
     print(source, file=sys.stderr)
 
+def cmd_drain_many(redis_port, redis_db, target, timeout, *pid_ports):
+    """cmd_drain for several instances on one backlog: POST /messages/start to all
+    at once, wait until the Redis db holds target keys.  Prints elapsed_s cpu_s
+    (the instances' CPU summed)."""
+    import threading
+    pairs = list(zip(pid_ports[0::2], pid_ports[1::2]))
+    r = Redis(int(redis_port), redis_db)
+    target, timeout = int(target), float(timeout)
+    c0 = sum(ticks(pid) for pid, _ in pairs)
+    answers = []
+    posts = [threading.Thread(target=lambda p=port: answers.append(
+        get("127.0.0.1", int(p), "/messages/start", "POST")[0])) for _, port in pairs]
+    t0 = time.monotonic()
+    for t in posts:
+        t.start()
+    for t in posts:
+        t.join()
+    if answers != [200] * len(pairs):
+        sys.exit(f"POST /messages/start answered {answers}")
+    last, last_change = -1, t0
+    while True:
+        n = r.dbsize()
+        now = time.monotonic()
+        if n >= target:
+            break
+        if n != last:
+            last, last_change = n, now
+        for pid, _ in pairs:
+            if not os.path.exists(f"/proc/{pid}"):
+                sys.exit(f"instance {pid} exited during the drain ({n} of {target} cached)")
+        if now - last_change > 15 or now - t0 > timeout:
+            sys.exit(f"drain stalled or timed out: {n} of {target} cached after {now - t0:.1f} s")
+        time.sleep(0.005)
+    t1 = time.monotonic()
+    c1 = sum(ticks(pid) for pid, _ in pairs)
+    print("%.3f %.2f" % (t1 - t0, c1 - c0))
+
 cmds = {"wait": cmd_wait, "mem": cmd_mem, "startup": cmd_startup, "drain": cmd_drain,
+        "drain_many": cmd_drain_many,
         "sample": cmd_sample, "stats": cmd_stats, "pgbench_script": cmd_pgbench_script}
 cmds[sys.argv[1]](*sys.argv[2:])
 PY
@@ -637,6 +684,57 @@ read -r fl_rss fl_anon _ < <(mem "$svc2")
 stop_pid "$svc2" 5
 stop_pid "$recv_pid" 5
 
+# ---------------------------------------------------------------------------
+# Scale-out: 1 and 2 instances on one database, direct and through PgBouncer in
+# transaction mode (as README "Running many instances" has it), each draining
+# SCALE_N messages to nginx; the rate is combined (all instances, one clock).
+say "scale-out: $SCALE_N messages, 1 and 2 instances, direct and through PgBouncer (default_pool_size=$POOL)"
+pg_createdb "$tmp/pg" "$pg_port" scale >/dev/null || die "createdb scale"
+for f in sql/*.sql; do psql_db scale -f "$f" >/dev/null || die "applying $f to scale"; done
+bouncer_port=$(free_port)
+pgbouncer_start "$tmp/bouncer" "$bouncer_port" "$pg_port" default_pool_size="$POOL" \
+	max_client_conn=100 >/dev/null || die "PgBouncer did not start"
+scale_rows=() scale_notes=() scale_once=yes
+declare -A scale_rate=()
+for how in direct pgbouncer; do
+	dsn="postgres://postgres@127.0.0.1:$pg_port/scale?sslmode=disable"
+	[ "$how" = pgbouncer ] && dsn="postgres://postgres@127.0.0.1:$bouncer_port/scale?sslmode=disable"
+	for k in 1 2; do
+		psql_db scale -c "TRUNCATE messages RESTART IDENTITY" >/dev/null || die "truncate scale"
+		insert_backlog scale "$SCALE_N"
+		redis-cli -p "$redis_port" -n 3 FLUSHDB >/dev/null || die "FLUSHDB 3"
+		args=() logs=()
+		for ((j = 1; j <= k; j++)); do
+			p=$(free_port)
+			log="$tmp/scale-$how-$k-$j.log"
+			svc_start "$log" "$p" scale 3 "http://127.0.0.1:$sink_port" "$CONC" \
+				WEBHOOK_PATH=/hook DATABASE_DSN="$dsn"
+			args+=("$svc_pid" "$p")
+			logs+=("$log")
+		done
+		before=$(nginx_requests)
+		read -r s_s s_cpu < <(bpy drain_many "$redis_port" 3 "$SCALE_N" "$DRAIN_TIMEOUT" "${args[@]}") ||
+			die "scale-out drain ($how, $k instances)"
+		posts=$(($(nginx_requests) - before - 1))
+		sent=$(psql_db scale -c "SELECT count(*) FROM messages WHERE status = 'sent'")
+		keys=$(redis-cli -p "$redis_port" -n 3 --scan --pattern 'message:*' | wc -l)
+		for ((j = 0; j < k; j++)); do stop_pid "${args[$((2 * j))]}" 15; done
+		rate=$(msgs_per_s "$SCALE_N" "$s_s")
+		scale_rate[$how-$k]=$rate
+		shares=""
+		for log in "${logs[@]}"; do shares+="${shares:+ / }$(grep -c '"msg":"message sent"' "$log" || true)"; done
+		ok=yes
+		[ "$posts" -eq "$SCALE_N" ] && [ "$sent" -eq "$SCALE_N" ] && [ "$keys" -eq "$SCALE_N" ] || ok=no
+		[ "$ok" = yes ] || scale_once="**no**"
+		scale_notes+=("$how, $k instance(s): $rate msg/s in ${s_s} s, CPU $s_cpu s; nginx POSTs / rows sent / cache keys $posts / $sent / $keys ($ok); sent per instance $shares")
+		say "scale-out $how x$k: $rate msgs/s; nginx $posts, rows $sent, keys $keys; per instance $shares"
+	done
+done
+bouncer_pools=$(PGCONNECT_TIMEOUT=5 psql -X -q -A -t -F' ' -h 127.0.0.1 -p "$bouncer_port" -U postgres -d pgbouncer \
+	-c "SHOW POOLS" 2>/dev/null | awk '$1 == "scale" { print $10 + $11 " server connections open" }')
+pgb_version=$("$(pgbouncer_bin)" --version | head -1)
+pgbouncer_stop "$tmp/bouncer" >/dev/null 2>&1
+
 t_total=$(($(date +%s) - t_begin))
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -701,6 +799,12 @@ report=$tmp/report.md
 	else
 		echo "| start-up, exec → first \`GET /health\` 200, ms (median of $STARTS) | $start_med | $na | — | ≤ 20 | $(met "$start_med" 'x <= 20') |"
 	fi
+	sc="scale-out: drain $(n_fmt "$SCALE_N") messages,"
+	echo "| $sc 1 instance, direct, msg/s | $(n_fmt "${scale_rate[direct-1]}") | — | — | — | — |"
+	echo "| $sc 2 instances, direct, combined msg/s | $(n_fmt "${scale_rate[direct-2]}") | 1 instance, direct: $(n_fmt "${scale_rate[direct-1]}") | $(ratio "${scale_rate[direct-2]}" "${scale_rate[direct-1]}") | — | — |"
+	echo "| $sc 1 instance through PgBouncer (\`pool_mode=transaction\`, pool $POOL), msg/s | $(n_fmt "${scale_rate[pgbouncer-1]}") | 1 instance, direct: $(n_fmt "${scale_rate[direct-1]}") | $(ratio "${scale_rate[pgbouncer-1]}" "${scale_rate[direct-1]}") | — | — |"
+	echo "| $sc 2 instances through PgBouncer, combined msg/s | $(n_fmt "${scale_rate[pgbouncer-2]}") | 2 instances, direct: $(n_fmt "${scale_rate[direct-2]}") | $(ratio "${scale_rate[pgbouncer-2]}" "${scale_rate[direct-2]}") | — | — |"
+	echo "| scale-out exactly once: nginx POSTs = rows \`sent\` = cache keys = $(n_fmt "$SCALE_N"), each of the 4 drains | see notes | — | — | all equal | $scale_once |"
 	echo
 	echo "Notes"
 	echo
@@ -711,6 +815,8 @@ report=$tmp/report.md
 	echo "- Latency: one keep-alive connection per URL at $HZ requests/s, measured by the client from sending to the whole answer; $ln and $hn samples fell within the drain, non-200: $lbad and $hbad. That drain (with the samplers) ran at $(n_fmt "$drain2_rate") msg/s."
 	echo "- Memory: RSS and Anonymous of /proc/PID/smaps_rollup, $swagger_note. Idle = ready, sending not started, $(n_fmt "$N") pending rows. At the end of the bench (two drains and the wrk runs): $(mib "$end_rss") MiB RSS, $(mib "$end_anon") anonymous. The in-flight instance idled at $(mib "$idle2_rss") MiB ($(mib "$idle2_anon") anonymous) before $(n_fmt "$in_flight") requests hung at the receiver."
 	echo "- Start-up: min $start_min, max $start_max ms, \`AUTOSTART=false\`, migrated database."
+	echo "- Scale-out: each drain on a fresh backlog of $(n_fmt "$SCALE_N") in one database, \`WEBHOOK_CONCURRENCY=$CONC\` per instance, timed from the \`POST /messages/start\` sent to every instance at once until Redis held every key; $pgb_version with \`pool_mode=transaction\`, \`default_pool_size=$POOL\`, no \`ignore_startup_parameters\` (after the drains: ${bouncer_pools:-no pool row})."
+	for l in "${scale_notes[@]}"; do echo "  - $l"; done
 	[ -n "$ref_dir" ] || echo "- ../shared/bench is absent: the reference pipeline and evhttp_hello ceilings were skipped."
 	echo "- Whole run: ${t_total} s; load average $load_start at the start, $load_end at the end."
 	if awk -v l="${load_start%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
@@ -721,7 +827,7 @@ report=$tmp/report.md
 	echo
 	echo "Versions: libevent $(pkg-config --modversion libevent), libpq $(pkg-config --modversion libpq), hiredis $(pkg-config --modversion hiredis), libcurl $(pkg-config --modversion libcurl), jansson $(pkg-config --modversion jansson); $("$(pg_bin)/postgres" --version), $(redis-server --version | awk '{ print "Redis", $3 }' | sed 's/v=//'), $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | awk '{ print $1, $2 }'), $(pgbench --version), $(cc --version | head -1)."
 	echo
-	echo "Settings: BENCH_MESSAGES=$N BENCH_SECONDS=$SECS BENCH_CONNECTIONS=$CONNS BENCH_CONCURRENCY=$CONC BENCH_INFLIGHT=$INFLIGHT BENCH_STARTS=$STARTS BENCH_SAMPLE_HZ=$HZ."
+	echo "Settings: BENCH_MESSAGES=$N BENCH_SCALE_MESSAGES=$SCALE_N BENCH_POOL_SIZE=$POOL BENCH_SECONDS=$SECS BENCH_CONNECTIONS=$CONNS BENCH_CONCURRENCY=$CONC BENCH_INFLIGHT=$INFLIGHT BENCH_STARTS=$STARTS BENCH_SAMPLE_HZ=$HZ."
 } >"$report"
 
 mkdir -p "$results_dir"

@@ -16,6 +16,12 @@
 #   pg_createdb DIR PORT NAME    create database NAME unless it exists
 #   redis_start DIR PORT         start redis-server on 127.0.0.1:PORT, files in DIR
 #   redis_stop DIR               stop it (no-op if stopped)
+#   pgbouncer_start DIR PORT PG_PORT [NAME=VALUE...]
+#                                start pgbouncer on 127.0.0.1:PORT in front of the
+#                                PostgreSQL on 127.0.0.1:PG_PORT (every database, trust
+#                                auth, pool_mode=transaction), files in DIR; each
+#                                NAME=VALUE is a [pgbouncer] setting (default_pool_size=5)
+#   pgbouncer_stop DIR           stop it (no-op if stopped)
 
 # How long a start or stop may take before we call it failed, in seconds.
 SERVICES_TIMEOUT=${SERVICES_TIMEOUT:-10}
@@ -293,6 +299,113 @@ redis_stop() {
 	rm -f "$dir/redis.pid"
 }
 
+pgbouncer_bin() {
+	local bin
+	bin=$(command -v pgbouncer 2>/dev/null) || bin=/usr/sbin/pgbouncer
+	if [ ! -x "$bin" ]; then
+		_svc_err "no pgbouncer found (install the 'pgbouncer' package)"
+		return 1
+	fi
+	echo "$bin"
+}
+
+# Prints the pid of the running pgbouncer of DIR, or fails.
+_pgbouncer_pid() {
+	local dir=$1 pid
+	[ -f "$dir/pgbouncer.pid" ] || return 1
+	pid=$(cat "$dir/pgbouncer.pid" 2>/dev/null) || return 1
+	[ -n "$pid" ] && _svc_alive "$pid" || return 1
+	echo "$pid"
+}
+
+# Our own pgbouncer, never the packaged service (/etc/pgbouncer, port 6432, which
+# Debian's package may have started): its own ini, port, pid file and log in DIR,
+# and no Unix socket. PgBouncer refuses to run as root, so as root it drops to the
+# `postgres` user (its `user` setting), like the PostgreSQL of pg_start.
+pgbouncer_start() {
+	local usage="usage: pgbouncer_start DIR PORT PG_PORT [NAME=VALUE...]"
+	local dir=${1:?$usage} port=${2:?$usage} pg_port=${3:?$usage} bin kv i offset=0
+	shift 3
+	mkdir -p "$dir" || return 1
+	dir=$(_svc_abs "$dir") || return 1
+	bin=$(pgbouncer_bin) || return 1
+	if _pgbouncer_pid "$dir" >/dev/null; then
+		if grep -qx "listen_port = $port" "$dir/pgbouncer.ini" 2>/dev/null; then
+			return 0
+		fi
+		_svc_err "pgbouncer in $dir already runs on another port; pgbouncer_stop it first"
+		return 1
+	fi
+	rm -f "$dir/pgbouncer.pid"
+	printf '"postgres" ""\n' >"$dir/userlist.txt" || return 1
+	{
+		echo "[databases]"
+		echo "* = host=127.0.0.1 port=$pg_port"
+		echo
+		echo "[pgbouncer]"
+		echo "listen_addr = 127.0.0.1"
+		echo "listen_port = $port"
+		echo "unix_socket_dir ="
+		echo "auth_type = trust"
+		echo "auth_file = $dir/userlist.txt"
+		echo "admin_users = postgres"
+		echo "logfile = $dir/pgbouncer.log"
+		echo "pidfile = $dir/pgbouncer.pid"
+		echo "pool_mode = transaction"
+		echo "default_pool_size = 5"
+		for kv in "$@"; do
+			# A later line of the same name wins.
+			echo "${kv%%=*} = ${kv#*=}"
+		done
+	} >"$dir/pgbouncer.ini" || return 1
+	if [ "$(id -u)" -eq 0 ]; then
+		if ! id postgres >/dev/null 2>&1; then
+			_svc_err "running as root but there is no 'postgres' user to run pgbouncer as"
+			return 1
+		fi
+		echo "user = postgres" >>"$dir/pgbouncer.ini"
+		chown -R postgres: "$dir" || return 1
+	fi
+	[ -f "$dir/pgbouncer.log" ] && offset=$(stat -c %s "$dir/pgbouncer.log")
+	if ! "$bin" -d -q "$dir/pgbouncer.ini" >"$dir/pgbouncer-start.err" 2>&1; then
+		_svc_err "pgbouncer did not start in $dir on port $port"
+		cat "$dir/pgbouncer-start.err" >&2
+		_svc_log_tail "$dir/pgbouncer.log"
+		return 1
+	fi
+	# Ready when its admin console answers.
+	for ((i = 0; i < SERVICES_TIMEOUT * 10; i++)); do
+		if PGCONNECT_TIMEOUT=2 psql -X -q -A -t -h 127.0.0.1 -p "$port" -U postgres \
+			-d pgbouncer -c "SHOW VERSION" >/dev/null 2>&1; then
+			return 0
+		fi
+		if tail -c +"$((offset + 1))" "$dir/pgbouncer.log" 2>/dev/null | grep -q FATAL; then
+			break
+		fi
+		sleep 0.1
+	done
+	_svc_err "pgbouncer in $dir did not answer on port $port"
+	_svc_log_tail "$dir/pgbouncer.log"
+	pgbouncer_stop "$dir" || true
+	return 1
+}
+
+pgbouncer_stop() {
+	local dir=${1:?usage: pgbouncer_stop DIR} pid i
+	[ -d "$dir" ] || return 0
+	pid=$(_pgbouncer_pid "$dir") || return 0
+	# SIGTERM: immediate shutdown (1.18); SIGCONT in case a test froze it.
+	kill -TERM "$pid" 2>/dev/null || return 0
+	kill -CONT "$pid" 2>/dev/null || true
+	for ((i = 0; i < SERVICES_TIMEOUT * 10; i++)); do
+		_svc_alive "$pid" || { rm -f "$dir/pgbouncer.pid"; return 0; }
+		sleep 0.1
+	done
+	_svc_err "pgbouncer $pid did not stop on SIGTERM; killing it"
+	kill -KILL "$pid" 2>/dev/null || true
+	rm -f "$dir/pgbouncer.pid"
+}
+
 # CLI: run the named function when executed, not when sourced.
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
 	set -euo pipefail
@@ -301,7 +414,8 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
 		exit 2
 	fi
 	case $1 in
-	free_port | pg_bin | pg_init | pg_start | pg_stop | pg_createdb | redis_start | redis_stop)
+	free_port | pg_bin | pg_init | pg_start | pg_stop | pg_createdb | redis_start | redis_stop | \
+		pgbouncer_bin | pgbouncer_start | pgbouncer_stop)
 		"$@"
 		;;
 	*)

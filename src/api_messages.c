@@ -1,4 +1,6 @@
 /* api_messages.c - GET /messages: the sent messages, newest first. */
+#include <event2/buffer.h>
+
 #include "api.h"
 #include "http_server.h"
 #include "query.h"
@@ -9,11 +11,19 @@ static void
 api_on_listed(void *arg, enum svc_err err, const struct message *msgs, size_t n)
 {
 	struct http_ctx *ctx = arg;
+	struct evbuffer *body;
 
-	if (err != SVC_OK)
+	if (err != SVC_OK) {
 		http_ctx_fail(ctx, err, NULL);
-	else
-		http_ctx_finish(ctx, 200, message_list_to_json(msgs, n));
+		return;
+	}
+	body = evbuffer_new();
+	if (body != NULL && message_list_write(body, msgs, n) == 0)
+		http_ctx_finish_buffer(ctx, 200, body);
+	else /* a NULL body is reply_json's 500 "could not build the reply" */
+		http_ctx_finish(ctx, 500, NULL);
+	if (body != NULL)
+		evbuffer_free(body);
 }
 
 void

@@ -2,7 +2,10 @@
  *
  * Shutdown follows pgbouncer's modes: the first SIGTERM/SIGINT drains
  * (stop accepting, stop the timers, let what is in flight finish, bounded
- * by SHUTDOWN_TIMEOUT), a second one leaves the loop at once. */
+ * by SHUTDOWN_TIMEOUT), a second one leaves the loop at once. With
+ * SHUTDOWN_DELAY the drain starts that much later: meanwhile /ready says
+ * 503 and everything else goes on, so that load balancers stop routing
+ * here before the listener closes. */
 #include <signal.h>
 #include <stdlib.h>
 
@@ -12,6 +15,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "pg.h"
+#include "pgpool.h"
 #include "producer.h"
 #include "redis.h"
 #include "resolve.h"
@@ -32,6 +36,7 @@ app_idle(const struct app *app)
 {
 	return http_server_inflight(app->http) == 0 &&
 	    !sched_busy(app->sched) && pg_pending(app->pg) == 0 &&
+	    pgpool_pending(app->apipool) == 0 &&
 	    redis_pending(app->redis) == 0 && !prod_busy(app->producer);
 }
 
@@ -55,8 +60,9 @@ app_on_drain_check(evutil_socket_t fd, short what, void *arg)
 		    "webhook_requests", (json_int_t)sched_inflight(app->sched),
 		    "unrecorded_outcomes",
 		    (json_int_t)sched_unrecorded(app->sched), "db_queries",
-		    (json_int_t)pg_pending(app->pg), "redis_commands",
-		    (json_int_t)redis_pending(app->redis));
+		    (json_int_t)(pg_pending(app->pg) +
+			pgpool_pending(app->apipool)),
+		    "redis_commands", (json_int_t)redis_pending(app->redis));
 		http_server_abort_inflight(app->http);
 		/* Their leases run out and they are sent again later. */
 		webhook_abort_all(app->webhook);
@@ -69,10 +75,35 @@ app_on_drain_check(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+app_drain(struct app *app)
+{
+	struct timeval tv = util_tv(APP_DRAIN_CHECK_MS);
+
+	app->state = APP_DRAINING;
+	app->drain_deadline_ms = util_now_ms() + app->cfg->shutdown_timeout_ms;
+	http_server_stop_accepting(app->http);
+	prod_stop(app->producer);
+	sched_stop(app->sched);
+	event_add(app->ev_drain, &tv);
+}
+
+static void
+app_on_delay_over(evutil_socket_t fd, short what, void *arg)
+{
+	struct app *app = arg;
+
+	UNUSED(fd);
+	UNUSED(what);
+	log_info("app", "shutdown delay over, draining", "{s:I}", "deadline_ms",
+	    (json_int_t)app->cfg->shutdown_timeout_ms);
+	app_drain(app);
+}
+
+static void
 app_on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct app *app = arg;
-	struct timeval tv = util_tv(APP_DRAIN_CHECK_MS);
+	struct timeval delay = util_tv(app->cfg->shutdown_delay_ms);
 
 	UNUSED(what);
 	if (app->state != APP_RUNNING) {
@@ -82,14 +113,16 @@ app_on_signal(evutil_socket_t sig, short what, void *arg)
 		event_base_loopbreak(app->base);
 		return;
 	}
-	log_info("app", "shutting down", "{s:i, s:I}", "signal", (int)sig,
-	    "deadline_ms", (json_int_t)app->cfg->shutdown_timeout_ms);
-	app->state = APP_DRAINING;
-	app->drain_deadline_ms = util_now_ms() + app->cfg->shutdown_timeout_ms;
-	http_server_stop_accepting(app->http);
-	prod_stop(app->producer);
-	sched_stop(app->sched);
-	event_add(app->ev_drain, &tv);
+	log_info("app", "shutting down", "{s:i, s:I, s:I}", "signal", (int)sig,
+	    "delay_ms", (json_int_t)app->cfg->shutdown_delay_ms, "deadline_ms",
+	    (json_int_t)app->cfg->shutdown_timeout_ms);
+	service_set_shutting_down(app->svc);
+	if (app->cfg->shutdown_delay_ms > 0) {
+		app->state = APP_DELAYING;
+		event_add(app->ev_delay, &delay);
+		return;
+	}
+	app_drain(app);
 }
 
 struct app *
@@ -114,6 +147,9 @@ app_new(const struct config *cfg)
 	app->pg = pg_new(app->base, app->resolver, cfg->database_dsn,
 	    cfg->db_query_timeout_ms);
 	migrate_attach(app->pg);
+	/* The API's own connections wait for this one's migrations. */
+	app->apipool = pgpool_new(app->base, app->resolver, cfg->database_dsn,
+	    cfg->db_query_timeout_ms, cfg->api_db_connections, app->pg);
 	app->redis = redis_new(app->base, app->resolver, cfg->redis_host,
 	    cfg->redis_port, cfg->redis_password, cfg->redis_db,
 	    TIMING_REDIS_OP_MS);
@@ -123,7 +159,8 @@ app_new(const struct config *cfg)
 	app->producer = prod_new(app->base, app->pg, cfg->producer_interval_ms);
 	app->sched = sched_new(app->base, cfg, app->pg, app->webhook,
 	    app->redis);
-	app->svc = service_new(app->pg, app->redis, app->sched);
+	app->svc = service_new(app->base, app->pg, app->apipool, app->redis,
+	    app->sched, (size_t)cfg->api_db_queue);
 	app->http = http_server_new(app->base, api_routes, api_routes_count,
 	    &app->api, cfg->request_timeout_ms);
 	app->api = (struct api) { .svc = app->svc,
@@ -131,6 +168,7 @@ app_new(const struct config *cfg)
 		.docs = app->docs };
 	app->ev_sigterm = evsignal_new(app->base, SIGTERM, app_on_signal, app);
 	app->ev_sigint = evsignal_new(app->base, SIGINT, app_on_signal, app);
+	app->ev_delay = evtimer_new(app->base, app_on_delay_over, app);
 	app->ev_drain = event_new(app->base, -1, EV_PERSIST, app_on_drain_check,
 	    app);
 	if (http_server_listen(app->http, cfg->bind_addr, cfg->port) != 0) {
@@ -146,6 +184,7 @@ app_run(struct app *app)
 	event_add(app->ev_sigterm, NULL);
 	event_add(app->ev_sigint, NULL);
 	pg_start(app->pg);
+	pgpool_start(app->apipool);
 	redis_start(app->redis);
 	prod_start(app->producer);
 	if (app->cfg->autostart)
@@ -169,6 +208,7 @@ app_free(struct app *app)
 	http_server_free(app->http);
 	webhook_free(app->webhook);
 	pg_free(app->pg);
+	pgpool_free(app->apipool);
 	redis_free(app->redis);
 	prod_free(app->producer);
 	sched_free(app->sched);
@@ -177,6 +217,7 @@ app_free(struct app *app)
 	docs_free(app->docs);
 	event_free(app->ev_sigterm);
 	event_free(app->ev_sigint);
+	event_free(app->ev_delay);
 	event_free(app->ev_drain);
 	event_base_free(app->base);
 	free(app);

@@ -97,12 +97,25 @@ const struct config_var config_vars[] = {
 	    "an API request waiting on the database answers 503 after this"),
 	ROW_DURATION("DB_QUERY_TIMEOUT", "15s", 100, 3600000, 0,
 	    db_query_timeout_ms,
-	    "server-side `statement_timeout`; a server silent for this + 2 s "
-	    "is treated as gone and the connection is remade"),
+	    "the server's `statement_timeout` for every statement (set per "
+	    "transaction); a server silent for this + 2 s is treated as "
+	    "gone and the connection is remade"),
+	ROW_DURATION("SHUTDOWN_DELAY", "0", 0, 600000, CONFIG_ZERO_OFF,
+	    shutdown_delay_ms,
+	    "on SIGTERM, keep serving this long with `/ready` answering 503 "
+	    "(load balancers take the instance out), then stop accepting and "
+	    "drain; `0` stops accepting at once"),
+	ROW_INT("API_DB_CONNECTIONS", "2", 0, 64, api_db_connections,
+	    "PostgreSQL connections of the API's own, beside the delivery "
+	    "connection, so reads never queue behind delivery; `0` = the API "
+	    "shares the delivery connection"),
+	ROW_INT("API_DB_QUEUE", "128", 1, 100000, api_db_queue,
+	    "most API database queries waiting or running at once; past it "
+	    "`GET /messages` answers 503 with `Retry-After: 1` at once"),
 	ROW_DURATION("SHUTDOWN_TIMEOUT", "10s", 0, 600000, CONFIG_ZERO_OFF,
 	    shutdown_timeout_ms, "how long SIGTERM waits for work in flight"),
 	ROW_STRING("SWAGGER_DIR", "web/swagger", CONFIG_IMAGE, swagger_dir,
-	    NULL, "where the Swagger UI files are, read once at start"),
+	    NULL, "where the Swagger UI files are, mapped read-only at start"),
 };
 const size_t config_nvars = ARRAY_LEN(config_vars);
 

@@ -160,14 +160,10 @@ http_server_inflight(const struct http_server *srv)
 	return srv->ninflight;
 }
 
-/* Answers req, if any, and unlinks ctx from the server for good. */
+/* Unlinks ctx from the server for good (req answered or forgotten). */
 static void
-http_ctx_detach(struct http_ctx *ctx, int status, json_t *body)
+http_ctx_unlink(struct http_ctx *ctx)
 {
-	if (ctx->req != NULL)
-		reply_json(ctx->req, status, body);
-	else
-		json_decref(body);
 	ctx->req = NULL;
 	if (ctx->srv != NULL) {
 		assert(ctx->srv->ninflight > 0);
@@ -176,6 +172,17 @@ http_ctx_detach(struct http_ctx *ctx, int status, json_t *body)
 		ctx->srv = NULL;
 	}
 	event_del(ctx->deadline);
+}
+
+/* Answers req, if any, and unlinks ctx. */
+static void
+http_ctx_detach(struct http_ctx *ctx, int status, json_t *body)
+{
+	if (ctx->req != NULL)
+		reply_json(ctx->req, status, body);
+	else
+		json_decref(body);
+	http_ctx_unlink(ctx);
 }
 
 static void
@@ -214,8 +221,20 @@ http_ctx_finish(struct http_ctx *ctx, int status, json_t *body)
 }
 
 void
+http_ctx_finish_buffer(struct http_ctx *ctx, int status, struct evbuffer *body)
+{
+	if (ctx->req != NULL)
+		reply_json_buffer(ctx->req, status, body);
+	http_ctx_unlink(ctx);
+	event_free(ctx->deadline);
+	free(ctx);
+}
+
+void
 http_ctx_fail(struct http_ctx *ctx, enum svc_err err, const char *detail)
 {
+	if (ctx->req != NULL)
+		reply_fail_headers(ctx->req, err);
 	http_ctx_finish(ctx, reply_status(err), reply_fail_body(err, detail));
 }
 

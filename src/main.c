@@ -1,6 +1,7 @@
 /* main.c - parse the environment, run the app, map the outcome to an exit
  * status (2 for a bad setting). */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,10 +18,16 @@
 static int
 main_usage(FILE *out)
 {
-	fputs("usage: gopulse-messages [healthcheck | --version | --help]\n"
-	      "  healthcheck  GET /health on $BIND_ADDR:$PORT (loopback for a "
-	      "wildcard\n"
-	      "               address); exit 0 when it answers 200\n"
+	fputs("usage: gopulse-messages [healthcheck | --check-config | "
+	      "--version | --help]\n"
+	      "  healthcheck     GET /health on $BIND_ADDR:$PORT (loopback "
+	      "for a\n"
+	      "                  wildcard address); exit 0 when it answers "
+	      "200\n"
+	      "  --check-config  read the configuration as at start, print it "
+	      "(secrets\n"
+	      "                  masked) as one JSON line; exit 0, or 2 as at "
+	      "start\n"
 	      "Configuration comes from the environment; see README.md.\n",
 	    out);
 	return out == stdout ? 0 : 2;
@@ -31,6 +38,7 @@ main(int argc, char **argv)
 {
 	struct config cfg;
 	struct app *app;
+	bool check_only = false;
 	char err[512];
 	int rc;
 
@@ -55,8 +63,11 @@ main(int argc, char **argv)
 			printf("gopulse-messages %s\n", GOPULSE_VERSION);
 			return 0;
 		}
-		return main_usage(strcmp(argv[1], "--help") == 0 ? stdout :
-								   stderr);
+		if (strcmp(argv[1], "--help") == 0)
+			return main_usage(stdout);
+		if (strcmp(argv[1], "--check-config") != 0 || argc > 2)
+			return main_usage(stderr);
+		check_only = true;
 	}
 	if (config_load(&cfg, err, sizeof(err)) != 0) {
 		char ts[32];
@@ -71,6 +82,15 @@ main(int argc, char **argv)
 		}
 		fputc('\n', stderr);
 		return 2;
+	}
+	if (check_only) {
+		json_t *obj = config_json(&cfg);
+
+		json_dumpf(obj, stdout, JSON_COMPACT);
+		fputc('\n', stdout);
+		json_decref(obj);
+		config_fini(&cfg);
+		return 0;
 	}
 	log_set_level(cfg.log_level);
 	config_log(&cfg);

@@ -1,8 +1,22 @@
 /* migrate.c - applies the embedded sql/ files on every database connect.
  *
  * Runs as the pg setup hook, so no ordinary query reaches a database whose
- * schema is behind. A session advisory lock serialises instances starting
- * together; it also dies with the session if we crash half-way. */
+ * schema is behind. Every step is one transaction and nothing outlives it
+ * (no session lock, no SET), so it works the same through a pooler in
+ * transaction mode (PgBouncer), where consecutive transactions may run on
+ * different server connections:
+ *
+ *   1. read schema_migrations, without a lock; when every file is there
+ *      (the usual case) the connection is ready after this one statement;
+ *   2. else, when the table is missing, create it: BEGIN, the advisory
+ *      transaction lock, CREATE TABLE IF NOT EXISTS, COMMIT;
+ *   3. each missing file in its own transaction: BEGIN, the lock, look
+ *      again (another instance may have applied it meanwhile), then the
+ *      file and its row, COMMIT; or just COMMIT.
+ *
+ * pg_advisory_xact_lock ends with its transaction, also when the process
+ * or the connection dies half-way: nothing is left held, and instances
+ * starting together apply each file once. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,44 +27,49 @@
 
 /* Any fixed key; "GoPulse" in ASCII, so it is recognisable in pg_locks. */
 #define MIGRATE_LOCK_KEY "71111080117108115"
+#define MIGRATE_LOCK "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ");\n"
+/* undefined_table: schema_migrations does not exist yet. */
+#define MIGRATE_NO_TABLE "42P01"
 
-static void
-migrate_on_unlocked(void *arg, const PGresult *res, const char *err)
-{
-	struct pg_conn *pg = arg;
-
-	UNUSED(res);
-	if (err != NULL) {
-		pg_setup_failed(pg, err);
-		return;
-	}
-	pg_setup_done(pg);
-}
-
-struct migrate_step {
+/* One pass over the files, from one connect; freed when it ends. */
+struct migrate_run {
 	struct pg_conn *pg;
-	const struct migrate_file *file;
+	char *applied; /* versions read without the lock, comma-separated */
+	size_t next;   /* index into migrate_files */
+	bool applying; /* the open transaction applies migrate_files[next] */
+	bool wrote;    /* this run applied a file */
 };
 
-static void
-migrate_on_applied(void *arg, const PGresult *res, const char *err)
-{
-	struct migrate_step *step = arg;
+static void migrate_next(struct migrate_run *run);
 
-	UNUSED(res);
-	if (err != NULL) {
-		/* A connection loss fails every queued step; say it once. */
-		if (pg_get_state(step->pg) == PG_SETUP) {
-			log_error("migrate", "schema migration failed",
-			    "{s:s, s:s}", "version", step->file->version,
-			    "error", err);
-			pg_setup_failed(step->pg, err);
-		}
-	} else {
-		log_info("migrate", "schema migration applied", "{s:s}",
-		    "version", step->file->version);
-	}
-	free(step);
+static void
+migrate_run_free(struct migrate_run *run)
+{
+	free(run->applied);
+	free(run);
+}
+
+/* A failed step: say why, unless the connection is already gone (its loss
+ * fails the step too, and pg has logged that), and reconnect. */
+static void
+migrate_fail(struct migrate_run *run, const char *version, const char *err)
+{
+	struct pg_conn *pg = run->pg;
+
+	migrate_run_free(run);
+	if (pg_get_state(pg) != PG_SETUP)
+		return;
+	log_error("migrate", "schema migration failed", "{s:s?, s:s}",
+	    "version", version, "error", err);
+	pg_setup_failed(pg, err);
+}
+
+static void
+migrate_queue(struct migrate_run *run, const char *version, const char *script,
+    pg_result_cb cb)
+{
+	if (pg_setup_query(run->pg, script, cb, run) != 0)
+		migrate_fail(run, version, "cannot queue the migration");
 }
 
 static bool
@@ -69,58 +88,136 @@ migrate_is_applied(const char *list, const char *version)
 	return false;
 }
 
+/* The file's transaction committed: with the file, or without it when
+ * another instance had applied it while we waited on the lock. */
+static void
+migrate_on_committed(void *arg, const PGresult *res, const char *err)
+{
+	struct migrate_run *run = arg;
+	const struct migrate_file *f = &migrate_files[run->next];
+
+	UNUSED(res);
+	if (err != NULL) {
+		migrate_fail(run, f->version, err);
+		return;
+	}
+	if (run->applying)
+		log_info("migrate", "schema migration applied", "{s:s}",
+		    "version", f->version);
+	else
+		log_debug("migrate",
+		    "schema migration applied by another instance", "{s:s}",
+		    "version", f->version);
+	run->wrote |= run->applying;
+	run->applying = false;
+	run->next++;
+	migrate_next(run);
+}
+
+/* The lock is ours and the transaction open: apply the file, or only
+ * commit when another instance did it while we waited. */
 static void
 migrate_on_locked(void *arg, const PGresult *res, const char *err)
 {
-	struct pg_conn *pg = arg;
-	const char *applied;
-	int pending = 0;
+	struct migrate_run *run = arg;
+	const struct migrate_file *f = &migrate_files[run->next];
+	char *script;
 
 	if (err != NULL) {
-		if (pg_get_state(pg) == PG_SETUP)
-			pg_setup_failed(pg, err);
+		migrate_fail(run, f->version, err);
 		return;
 	}
-	applied = PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0);
-	for (size_t i = 0; i < migrate_files_count; i++) {
-		const struct migrate_file *f = &migrate_files[i];
-		struct migrate_step *step;
-		char *script;
-
-		if (migrate_is_applied(applied, f->version))
-			continue;
-		step = xmalloc(sizeof(*step));
-		step->pg = pg;
-		step->file = f;
-		/* Names are [a-z0-9_] (checked when embedded): safe to quote. */
-		script = xasprintf("BEGIN;\n%s\n;INSERT INTO schema_migrations "
-				   "(version) VALUES ('%s');\nCOMMIT;",
-		    f->sql, f->version);
-		if (pg_setup_query(pg, script, migrate_on_applied, step) != 0)
-			free(step);
-		free(script);
-		pending++;
+	if (strcmp(PQgetvalue(res, 0, 0), "0") != 0) {
+		migrate_queue(run, f->version, "COMMIT", migrate_on_committed);
+		return;
 	}
-	if (pending == 0)
-		log_debug("migrate", "schema up to date", NULL);
-	if (pg_setup_query(pg,
-		"SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")",
-		migrate_on_unlocked, pg) != 0)
-		pg_setup_failed(pg, "cannot queue the unlock");
+	run->applying = true;
+	/* Names are [a-z0-9_] (checked when embedded): safe to quote. */
+	script = xasprintf("%s\n;INSERT INTO schema_migrations (version) "
+			   "VALUES ('%s');\nCOMMIT;",
+	    f->sql, f->version);
+	migrate_queue(run, f->version, script, migrate_on_committed);
+	free(script);
+}
+
+/* The next file the unlocked read did not find, each in its own
+ * transaction; ready after the last. */
+static void
+migrate_next(struct migrate_run *run)
+{
+	struct pg_conn *pg = run->pg;
+	const struct migrate_file *f;
+	char *script;
+
+	while (run->next < migrate_files_count &&
+	    migrate_is_applied(run->applied, migrate_files[run->next].version))
+		run->next++;
+	if (run->next == migrate_files_count) {
+		if (!run->wrote)
+			log_debug("migrate", "schema up to date", NULL);
+		migrate_run_free(run);
+		pg_setup_done(pg);
+		return;
+	}
+	f = &migrate_files[run->next];
+	script = xasprintf("BEGIN;\n" MIGRATE_LOCK
+			   "SELECT count(*) FROM schema_migrations "
+			   "WHERE version = '%s';",
+	    f->version);
+	migrate_queue(run, f->version, script, migrate_on_locked);
+	free(script);
+}
+
+static void
+migrate_on_table(void *arg, const PGresult *res, const char *err)
+{
+	struct migrate_run *run = arg;
+
+	UNUSED(res);
+	if (err != NULL) {
+		migrate_fail(run, NULL, err);
+		return;
+	}
+	migrate_next(run);
+}
+
+static void
+migrate_on_read(void *arg, const PGresult *res, const char *err)
+{
+	struct migrate_run *run = arg;
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) :
+				  NULL;
+
+	if (err != NULL && state != NULL &&
+	    strcmp(state, MIGRATE_NO_TABLE) == 0) {
+		migrate_queue(run, NULL,
+		    "BEGIN;\n" MIGRATE_LOCK
+		    "CREATE TABLE IF NOT EXISTS schema_migrations (\n"
+		    "  version text PRIMARY KEY,\n"
+		    "  applied_at timestamptz NOT NULL DEFAULT now());\n"
+		    "COMMIT;",
+		    migrate_on_table);
+		return;
+	}
+	if (err != NULL) {
+		migrate_fail(run, NULL, err);
+		return;
+	}
+	if (!PQgetisnull(res, 0, 0))
+		run->applied = xstrdup(PQgetvalue(res, 0, 0));
+	migrate_next(run);
 }
 
 static void
 migrate_on_connect(struct pg_conn *pg, void *arg)
 {
+	struct migrate_run *run = xcalloc(1, sizeof(*run));
+
 	UNUSED(arg);
-	if (pg_setup_query(pg,
-		"SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ");\n"
-		"CREATE TABLE IF NOT EXISTS schema_migrations (\n"
-		"  version text PRIMARY KEY,\n"
-		"  applied_at timestamptz NOT NULL DEFAULT now());\n"
-		"SELECT string_agg(version, ',') FROM schema_migrations;",
-		migrate_on_locked, pg) != 0)
-		pg_setup_failed(pg, "cannot queue the migration");
+	run->pg = pg;
+	migrate_queue(run, NULL,
+	    "SELECT string_agg(version, ',') FROM schema_migrations",
+	    migrate_on_read);
 }
 
 void

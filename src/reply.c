@@ -9,10 +9,12 @@
 
 #include "common.h"
 #include "reply.h"
+#include "util.h"
 
 static const struct {
 	int status;
 	const char *text;
+	const char *retry_after; /* seconds, for the Retry-After header */
 } reply_fails[] = {
 	[SVC_OK] = { 200, "ok" },
 	[SVC_INVALID] = { 400, "bad request" },
@@ -22,6 +24,7 @@ static const struct {
 	[SVC_TIMEOUT] = { 503, "database did not answer in time" },
 	[SVC_SHUTTING_DOWN] = { 503, "shutting down" },
 	[SVC_INTERNAL] = { 500, "internal error" },
+	[SVC_BUSY] = { 503, "too many requests waiting for the database", "1" },
 };
 
 int
@@ -44,6 +47,15 @@ reply_fail_body(enum svc_err err, const char *detail)
 	assert((size_t)err < ARRAY_LEN(reply_fails));
 	return reply_error_body(detail != NULL ? detail :
 						 reply_fails[err].text);
+}
+
+void
+reply_fail_headers(struct evhttp_request *req, enum svc_err err)
+{
+	assert((size_t)err < ARRAY_LEN(reply_fails));
+	if (reply_fails[err].retry_after != NULL)
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Retry-After", reply_fails[err].retry_after);
 }
 
 const char *
@@ -79,6 +91,9 @@ reply_send(struct evhttp_request *req, int status, const char *type,
 	evhttp_remove_header(out, "Content-Type");
 	evhttp_add_header(out, "Content-Type", type);
 	evhttp_add_header(out, "Cache-Control", cache);
+	/* evhttp would add the same Date, through gmtime_r and a printf for
+	 * every answer; ours is formatted once a second. */
+	evhttp_add_header(out, "Date", util_http_date(util_wall_ms()));
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
 		char len[24];
 
@@ -113,6 +128,24 @@ reply_json(struct evhttp_request *req, int status, json_t *body)
 }
 
 void
+reply_json_text(struct evhttp_request *req, int status, const char *json,
+    size_t len)
+{
+	evbuffer_add(evhttp_request_get_output_buffer(req), json, len);
+	reply_send(req, status, "application/json", "no-store");
+}
+
+void
+reply_json_buffer(struct evhttp_request *req, int status, struct evbuffer *body)
+{
+	struct evbuffer *buf = evhttp_request_get_output_buffer(req);
+
+	evbuffer_add_buffer(buf, body);
+	evbuffer_add(buf, "\n", 1);
+	reply_send(req, status, "application/json", "no-store");
+}
+
+void
 reply_bytes(struct evhttp_request *req, const char *type, const char *cache,
     const char *data, size_t len)
 {
@@ -132,5 +165,6 @@ reply_error(struct evhttp_request *req, int status, const char *msg)
 void
 reply_fail(struct evhttp_request *req, enum svc_err err, const char *detail)
 {
+	reply_fail_headers(req, err);
 	reply_json(req, reply_status(err), reply_fail_body(err, detail));
 }

@@ -62,32 +62,50 @@ router_find(const struct route *routes, size_t n, const char *path)
 	return NULL;
 }
 
+/* The Allow header of r, for OPTIONS and 405 only: formatting it costs
+ * more than the whole of a /health answer's own work. */
+static void
+router_add_allow(struct evhttp_request *req, const struct route *r)
+{
+	char allow[80];
+
+	router_allow(router_methods(r), allow, sizeof(allow));
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+	    allow);
+}
+
 void
 router_dispatch(const struct route *routes, size_t n,
     struct evhttp_request *req, void *arg)
 {
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
-	char *path = evhttp_uridecode(raw && *raw ? raw : "/", 0, NULL);
-	const struct route *r = path ? router_find(routes, n, path) : NULL;
+	const struct route *r;
 	int cmd = (int)evhttp_request_get_command(req);
-	char allow[80];
 
-	free(path);
+	if (raw == NULL || *raw == '\0')
+		raw = "/";
+	/* Without a '%' the decoded path is the path itself ('+' stays a
+	 * '+' in a path): no copy to make and free. */
+	if (strchr(raw, '%') == NULL) {
+		r = router_find(routes, n, raw);
+	} else {
+		char *path = evhttp_uridecode(raw, 0, NULL);
+
+		r = path ? router_find(routes, n, path) : NULL;
+		free(path);
+	}
 	if (r == NULL) {
 		reply_error(req, 404, "not found");
 		return;
 	}
-	router_allow(router_methods(r), allow, sizeof(allow));
 	if (cmd == EVHTTP_REQ_OPTIONS) {
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-		    "Allow", allow);
+		router_add_allow(req, r);
 		evhttp_send_reply(req, 204, "No Content", NULL);
 		return;
 	}
 	if (!(router_methods(r) & cmd)) {
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-		    "Allow", allow);
+		router_add_allow(req, r);
 		reply_error(req, 405, "method not allowed");
 		return;
 	}

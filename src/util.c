@@ -85,19 +85,90 @@ util_wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Timestamps are formatted for the second they fall in, and a busy second
+ * asks for the same one over and over (every log line, every /health and
+ * every Date header): the text of the last second is kept and reused, so
+ * gmtime_r and strftime run once a second instead of once per call. One
+ * thread, so one cache each, no lock. */
+struct util_second {
+	int64_t sec;
+	char text[40];
+	size_t len;
+};
+
+static int64_t
+util_floor_div(int64_t a, int64_t b)
+{
+	return a / b - (a % b != 0 && (a < 0) != (b < 0));
+}
+
+/* "2026-11-27T10:30:00", without a zone. */
+static const struct util_second *
+util_second_iso(int64_t sec)
+{
+	static struct util_second c = { .sec = INT64_MIN };
+	time_t t = (time_t)sec;
+	struct tm tm;
+
+	if (c.sec != sec) {
+		gmtime_r(&t, &tm);
+		c.len = strftime(c.text, sizeof(c.text), "%Y-%m-%dT%H:%M:%S",
+		    &tm);
+		c.sec = sec;
+	}
+	return &c;
+}
+
 void
 util_rfc3339(int64_t wall_ms, int with_ms, char *buf, size_t len)
 {
-	time_t secs = (time_t)(wall_ms / 1000);
-	struct tm tm;
-	size_t n;
+	int64_t sec = util_floor_div(wall_ms, 1000);
+	const struct util_second *c = util_second_iso(sec);
+	int ms = (int)(wall_ms - sec * 1000);
+	char tail[8];
+	size_t n = 0;
 
-	gmtime_r(&secs, &tm);
-	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (with_ms)
-		snprintf(buf + n, len - n, ".%03dZ", (int)(wall_ms % 1000));
-	else
-		snprintf(buf + n, len - n, "Z");
+	if (with_ms) {
+		tail[n++] = '.';
+		tail[n++] = (char)('0' + ms / 100);
+		tail[n++] = (char)('0' + ms / 10 % 10);
+		tail[n++] = (char)('0' + ms % 10);
+	}
+	tail[n++] = 'Z';
+	if (len == 0)
+		return;
+	if (c->len + n >= len) {
+		/* Too small: cut, as snprintf would. */
+		snprintf(buf, len, "%s%.*s", c->text, (int)n, tail);
+		return;
+	}
+	memcpy(buf, c->text, c->len);
+	memcpy(buf + c->len, tail, n);
+	buf[c->len + n] = '\0';
+}
+
+const char *
+util_http_date(int64_t wall_ms)
+{
+	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu",
+		"Fri", "Sat" };
+	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May",
+		"Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	static struct util_second c = { .sec = INT64_MIN };
+	int64_t sec = util_floor_div(wall_ms, 1000);
+	time_t t = (time_t)sec;
+	struct tm tm;
+
+	if (c.sec != sec) {
+		/* Not strftime's %a and %b: they follow the locale. */
+		gmtime_r(&t, &tm);
+		snprintf(c.text, sizeof(c.text),
+		    "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday],
+		    tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
+		    tm.tm_hour, tm.tm_min, tm.tm_sec);
+		c.sec = sec;
+	}
+	return c.text;
 }
 
 struct timeval

@@ -1052,3 +1052,145 @@ def tcp_unread(local_port: int, remote_port: int) -> int | None:
             if (fields[1], fields[2]) == want:
                 return int(fields[4].split(":")[1], 16)
     return None
+
+
+class MessagesTest(IntegrationTest):
+    """A test that fills the messages table itself: the schema exists before the service
+    starts (from the same idempotent files the service applies), and helpers to insert,
+    count and start. FAST is the environment start() begins from; subclasses set it."""
+
+    FAST: dict[str, str] = {}
+
+    def create_schema(self):
+        for f in sorted((REPO / "sql").glob("*.sql")):
+            self.psql(f.read_text())
+
+    def insert(self, n, prefix="msg"):
+        # next_attempt_at is given (the column's default is now()) so that rows of
+        # a test are due even where a test made the default 'infinity'.
+        self.psql(f"""
+            INSERT INTO messages (recipient, content, next_attempt_at)
+            SELECT '+1555' || lpad(g::text, 8, '0'), '{prefix} ' || g, now()
+            FROM generate_series(1, {n}) g""")
+
+    def counts(self):
+        """Messages by status; rows that are never due ('infinity') left out."""
+        rows = self.psql("SELECT status, count(*) FROM messages "
+                         "WHERE next_attempt_at <> 'infinity' GROUP BY status")
+        return {status: int(n) for status, n in rows}
+
+    def wait_counts(self, want, timeout=20):
+        return wait_until(lambda: self.counts() == want, timeout, 0.1,
+                          f"message counts {want} (last: {self.counts()})")
+
+    def start(self, **env):
+        e = dict(self.FAST)
+        e.update(env)
+        svc = self.start_service(e)
+        svc.wait_log("database ready")
+        return svc
+
+# ---------------------------------------------------------------- PgBouncer
+#
+# Many instances run as operators run them: in front of one PostgreSQL through a
+# pooler in transaction mode, where consecutive transactions of one client may run
+# on different server connections.
+
+
+class PgBouncer:
+    """A private pgbouncer (Debian's package) on 127.0.0.1:port in front of pg.
+
+    Every database of pg is reachable under its own name, user postgres, trust auth,
+    pool_mode=transaction, default_pool_size=5, and NOT ignore_startup_parameters:
+    a client sending a startup parameter PgBouncer does not know is refused, as
+    an operator's PgBouncer would. settings are more [pgbouncer] lines
+    (default_pool_size=1). Never the packaged service: its own port, ini, pid file
+    and log in its own directory, no Unix socket.
+
+        bouncer = PgBouncer(self.pg, default_pool_size=2)
+        svc = self.start_service({"DATABASE_DSN": bouncer.dsn(self.db)})
+    """
+
+    def __init__(self, pg: Postgres, *, port: int | None = None, **settings: Any):
+        self.pg = pg
+        self.dir = tempfile.mkdtemp(prefix="pgbouncer-", dir=tmp_root())
+        self.port = port or free_port()
+        self.settings = {"default_pool_size": 5, **settings}
+        _live_pgbouncers.append(self)
+        self.start()
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.dir, "pgbouncer.log")
+
+    def log_tail(self, lines: int = 60) -> str:
+        return _tail(self.log_path, lines)
+
+    def dsn(self, dbname: str) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{dbname}?sslmode=disable"
+
+    def start(self) -> None:
+        """Start on the same port (no-op if it runs)."""
+        services_sh("pgbouncer_start", self.dir, str(self.port), str(self.pg.port),
+                    *(f"{k}={v}" for k, v in self.settings.items()))
+
+    def stop(self) -> None:
+        services_sh("pgbouncer_stop", self.dir)
+
+    def psql(self, dbname: str, sql: str, timeout: float = 30.0) -> list[tuple[str | None, ...]]:
+        """psql through the pooler (dbname "pgbouncer" is its admin console): the same
+        client call and row format as Postgres.psql, on this port."""
+        return Postgres.psql(self, dbname, sql, timeout)  # type: ignore[arg-type]
+
+    def show(self, what: str) -> list[dict[str, str | None]]:
+        """SHOW <what> on the admin console (POOLS, CONFIG, STATS, ...) as dicts."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["PGCONNECT_TIMEOUT"] = "5"
+        p = subprocess.run(["psql", "-X", "-q", "-A", "-F", "\x1f", "-P", "footer=off",
+                            "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                            "-d", "pgbouncer", "-c", f"SHOW {what}"],
+                           capture_output=True, text=True, timeout=10, env=env,
+                           stdin=subprocess.DEVNULL)
+        if p.returncode != 0:
+            raise PsqlError(p.returncode, p.stderr)
+        lines = p.stdout.splitlines()
+        if not lines:
+            return []
+        head = lines[0].split("\x1f")
+        return [dict(zip(head, line.split("\x1f"))) for line in lines[1:]]
+
+    def config(self) -> dict[str, str | None]:
+        """SHOW CONFIG as {key: value}."""
+        return {r["key"]: r["value"] for r in self.show("CONFIG") if r.get("key")}
+
+    def pool(self, dbname: str) -> dict[str, str | None]:
+        """This database's row of SHOW POOLS ({} before its first client)."""
+        for r in self.show("POOLS"):
+            if r.get("database") == dbname:
+                return r
+        return {}
+
+    def cleanup(self) -> None:
+        try:
+            self.stop()
+        finally:
+            if self in _live_pgbouncers:
+                _live_pgbouncers.remove(self)
+            if not KEEP_TMP:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_live_pgbouncers: list[PgBouncer] = []
+
+
+def _cleanup_pgbouncers() -> None:
+    for b in list(_live_pgbouncers):
+        try:
+            b.cleanup()
+        except Exception as e:  # keep going: the servers must stop too
+            print(f"harness: cleanup of PgBouncer failed: {e}", file=sys.stderr)
+
+
+# Registered after cleanup_all, so it runs first (atexit is last in, first out):
+# the pooler stops before the PostgreSQL behind it and the temp dir go.
+atexit.register(_cleanup_pgbouncers)

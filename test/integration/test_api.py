@@ -55,6 +55,40 @@ class ApiTest(IntegrationTest):
         # The connection is still usable: the next answer parses.
         self.assertEqual(self.svc.get("/health")[0], 200)
 
+    def test_health_exact_bytes_date_and_next_second(self):
+        # /health's body is built once a second and copied: the bytes are the
+        # compact JSON, the Date header (ours, also cached) is one valid
+        # IMF-fixdate, and a later second gets a fresh timestamp and Date.
+        import email.utils
+        code, headers, body = self.svc.get("/health")
+        self.assertEqual(code, 200)
+        ts = json.loads(body)["timestamp"]
+        self.assertEqual(body, b'{"status":"ok","timestamp":"%s"}\n' % ts.encode())
+        self.assertEqual(int(headers["content-length"]), len(body))
+        self.assertEqual(headers["cache-control"], "no-store")
+        self.assertRegex(headers["date"],
+                         r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|"
+                         r"Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT$")
+        date = email.utils.parsedate_to_datetime(headers["date"]).timestamp()
+        self.assertLess(abs(date - time.time()), 5)
+        code, hhead, hbody = self.svc.request("HEAD", "/health")
+        self.assertEqual((code, hbody), (200, b""))
+        self.assertEqual(int(hhead["content-length"]), len(body))
+        time.sleep(1.1)
+        _, headers2, body2 = self.svc.get("/health")
+        ts2 = json.loads(body2)["timestamp"]
+        self.assertGreater(ts2, ts)
+        self.assertGreater(email.utils.parsedate_to_datetime(headers2["date"]).timestamp(),
+                           date)
+        # Every JSON answer carries exactly one Date.
+        with socket.create_connection(("127.0.0.1", self.svc.port), timeout=5) as s:
+            s.sendall(b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            raw = b""
+            while chunk := s.recv(4096):
+                raw += chunk
+        head = raw.split(b"\r\n\r\n", 1)[0].lower()
+        self.assertEqual(head.count(b"\r\ndate: "), 1, raw)
+
     def test_unknown_path_404(self):
         self.assertJsonError(self.svc.get("/nope"), 404)
         self.assertJsonError(self.svc.get("/messages/"), 404)

@@ -132,6 +132,24 @@ class ConfigDocsTest(unittest.TestCase):
                 self.assertIn(shown, err)
                 self.assertNotIn("ter2", err)
 
+    def test_check_config_prints_the_effective_configuration(self):
+        p = run_bin(["--check-config"], {"SHUTDOWN_DELAY": "1m30s",
+                                         "WEBHOOK_AUTH_KEY": "hunter2key",
+                                         "DATABASE_DSN": "postgres://u:hunter2@db/x"})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stderr, "")
+        lines = p.stdout.splitlines()
+        self.assertEqual(len(lines), 1, p.stdout)
+        cfg = json.loads(lines[0])
+        self.assertEqual(set(cfg) - {"version"}, set(self.names))
+        self.assertEqual(cfg["SHUTDOWN_DELAY"], "1m30s")
+        self.assertEqual(cfg["WEBHOOK_AUTH_KEY"], "*****")
+        self.assertNotIn("hunter2", p.stdout)
+        bad = run_bin(["--check-config"], {"SHUTDOWN_DELAY": "5x"})
+        self.assertEqual((bad.returncode, bad.stdout), (2, ""))
+        self.assertIn('invalid SHUTDOWN_DELAY=\\"5x\\"', bad.stderr)
+        self.assertEqual(run_bin(["--check-config", "extra"]).returncode, 2)
+
     def test_healthcheck_refuses_bad_settings(self):
         for env, var in (({"PORT": "8080abc"}, "PORT"), ({"PORT": "0"}, "PORT"),
                          ({"PORT": "8080", "BIND_ADDR": "localhost"}, "BIND_ADDR")):

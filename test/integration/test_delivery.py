@@ -6,7 +6,7 @@ import signal
 import threading
 import time
 
-from harness import (PRODUCED, REPO, RUN_FINISHED, RUN_STARTED, IntegrationTest,
+from harness import (PRODUCED, RUN_FINISHED, RUN_STARTED, MessagesTest,
                      log_time, received_time, wait_more_logs, wait_until)
 
 FAST = {
@@ -18,41 +18,17 @@ FAST = {
 }
 
 
-class DeliveryTest(IntegrationTest):
+class DeliveryTest(MessagesTest):
+    FAST = FAST
+
     def setUp(self):
         super().setUp()
         # Messages go in before the service starts: create the table the way
         # the compose database does, from the same idempotent files.
-        for f in sorted((REPO / "sql").glob("*.sql")):
-            self.psql(f.read_text())
-
-    def insert(self, n, prefix="msg"):
-        # next_attempt_at is given (the column's default is now()) so that rows of
-        # a test are due even where start_with_clock() made the default 'infinity'.
-        self.psql(f"""
-            INSERT INTO messages (recipient, content, next_attempt_at)
-            SELECT '+1555' || lpad(g::text, 8, '0'), '{prefix} ' || g, now()
-            FROM generate_series(1, {n}) g""")
-
-    def counts(self):
-        """Messages by status; the clock's rows (never due, see start_with_clock) left out."""
-        rows = self.psql("SELECT status, count(*) FROM messages "
-                         "WHERE next_attempt_at <> 'infinity' GROUP BY status")
-        return {status: int(n) for status, n in rows}
-
-    def wait_counts(self, want, timeout=20):
-        return wait_until(lambda: self.counts() == want, timeout, 0.1,
-                          f"message counts {want} (last: {self.counts()})")
+        self.create_schema()
 
     def received_ids(self):
         return [r["headers"].get("webhook-id") for r in self.receiver.requests()]
-
-    def start(self, **env):
-        e = dict(FAST)
-        e.update(env)
-        svc = self.start_service(e)
-        svc.wait_log("database ready")
-        return svc
 
     def start_with_clock(self, **env):
         """start() with the producer as a clock for a stopped scheduler, which logs nothing.

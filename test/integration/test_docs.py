@@ -60,6 +60,49 @@ class DocsTest(IntegrationTest):
         self.assertEqual(self.svc.get("/swagger/nope.js")[0], 404)
         self.assertEqual(self.svc.get("/swagger/%2e%2e%2fREADME.md")[0], 404)
 
+    def test_assets_lengths_get_and_head(self):
+        # Served from read-only mappings of the files: Content-Length is the
+        # file's size for GET and HEAD, and HEAD sends no body.
+        for name in ("index.html", "swagger-ui.css", "swagger-ui-bundle.js",
+                     "swagger-ui-standalone-preset.js", "favicon-16x16.png"):
+            with self.subTest(name=name):
+                size = (REPO / "web" / "swagger" / name).stat().st_size
+                code, headers, body = self.svc.get("/swagger/" + name)
+                self.assertEqual((code, len(body)), (200, size))
+                self.assertEqual(int(headers["content-length"]), size)
+                code, headers, body = self.svc.request("HEAD", "/swagger/" + name)
+                self.assertEqual((code, body), (200, b""))
+                self.assertEqual(int(headers["content-length"]), size)
+        # Keep-alive framing held: the connection's next answer parses.
+        self.assertEqual(self.svc.get("/swagger/")[0], 200)
+
+    def test_assets_file_backed_not_copied(self):
+        # The 2 MiB of assets are mapped from their files, not copied onto the
+        # heap: the bundle shows in the process's maps as itself. A file
+        # replaced on disk later (a new inode, as `make swagger-ui` does) leaves
+        # what is served unchanged, and an empty file is served as empty.
+        with tempfile.TemporaryDirectory() as tmp:
+            src = REPO / "web" / "swagger"
+            for f in src.iterdir():
+                shutil.copyfile(f, Path(tmp) / f.name)
+            (Path(tmp) / "empty.css").write_bytes(b"")
+            svc = self.start_service({"PRODUCER_INTERVAL": "0", "AUTOSTART": "false",
+                                      "SWAGGER_DIR": tmp})
+            with open(f"/proc/{svc.proc.pid}/maps") as m:
+                maps = m.read()
+            self.assertIn(str(Path(tmp) / "swagger-ui-bundle.js"), maps)
+            self.assertIn(str(Path(tmp) / "swagger-ui.css"), maps)
+            before = (src / "swagger-ui.css").read_bytes()
+            (Path(tmp) / "new.css").write_bytes(b"/* replaced */")
+            os.replace(Path(tmp) / "new.css", Path(tmp) / "swagger-ui.css")
+            code, headers, body = svc.get("/swagger/swagger-ui.css")
+            self.assertEqual((code, body), (200, before))
+            code, headers, body = svc.get("/swagger/empty.css")
+            self.assertEqual((code, body, headers["content-length"]), (200, b"", "0"))
+            self.assertEqual(svc.get("/swagger/swagger-ui-bundle.js")[2],
+                             (src / "swagger-ui-bundle.js").read_bytes())
+            svc.stop()
+
     def test_missing_assets_say_how_to_get_them(self):
         svc = self.start_service({"PRODUCER_INTERVAL": "0", "SWAGGER_DIR": "/nonexistent"})
         code, doc = svc.json("GET", "/swagger/")

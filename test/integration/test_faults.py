@@ -9,8 +9,8 @@ import struct
 import subprocess
 import uuid
 
-from harness import (REPO, IntegrationTest, PgLock, Redis, RedisError, socket_fds,
-                     tcp_unread, waiting_backends, wait_until)
+from harness import (REPO, IntegrationTest, MessagesTest, PgLock, Redis, RedisError,
+                     socket_fds, tcp_unread, waiting_backends, wait_until)
 
 FAST = {
     "PRODUCER_INTERVAL": "0",
@@ -23,36 +23,13 @@ FAST = {
 LOCK_MESSAGES = "LOCK TABLE messages IN ACCESS EXCLUSIVE MODE"
 
 
-class FaultTest(IntegrationTest):
-    def create_schema(self):
-        """The messages table before the service starts, from the same idempotent files."""
-        for f in sorted((REPO / "sql").glob("*.sql")):
-            self.psql(f.read_text())
-
-    def insert(self, n, prefix="msg"):
-        self.psql(f"""
-            INSERT INTO messages (recipient, content)
-            SELECT '+1555' || lpad(g::text, 8, '0'), '{prefix} ' || g
-            FROM generate_series(1, {n}) g""")
-
-    def counts(self):
-        rows = self.psql("SELECT status, count(*) FROM messages GROUP BY status")
-        return {status: int(n) for status, n in rows}
-
-    def wait_counts(self, want, timeout=20):
-        return wait_until(lambda: self.counts() == want, timeout, 0.1,
-                          f"message counts {want} (last: {self.counts()})")
+class FaultTest(MessagesTest):
+    FAST = FAST
 
     def row(self, mid):
         """Every column of message mid, as text."""
         return self.psql(f"SELECT to_jsonb(m)::text FROM messages m WHERE id = {mid}")[0][0]
 
-    def start(self, **env):
-        e = dict(FAST)
-        e.update(env)
-        svc = self.start_service(e)
-        svc.wait_log("database ready")
-        return svc
 
 
 # ---------------------------------------------------------------- Redis with requirepass

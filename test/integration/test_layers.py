@@ -15,7 +15,7 @@ from harness import REPO
 
 BEHIND_THE_SERVICE = {
     "app.h", "pg.h", "redis.h", "resolve.h", "store.h", "cache.h", "scheduler.h",
-    "producer.h", "webhook.h", "outcome.h", "migrate.h", "pgarray.h",
+    "producer.h", "webhook.h", "outcome.h", "migrate.h", "pgarray.h", "pgpool.h",
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 

@@ -7,7 +7,7 @@ sleeps and then asserts that nothing happened."""
 
 import time
 
-from harness import REPO, IntegrationTest, wait_until
+from harness import MessagesTest, wait_until
 
 FAST = {
     "PRODUCER_INTERVAL": "0",
@@ -29,7 +29,9 @@ def received_at(req):
     return time.mktime(time.strptime(t[:19], "%Y-%m-%dT%H:%M:%S")) + int(t[20:23]) / 1000
 
 
-class SchedulerTest(IntegrationTest):
+class SchedulerTest(MessagesTest):
+    FAST = FAST
+
     # None: the harness's UTF-8 database; otherwise the database is made again
     # with this encoding (template0, C locale) before the schema goes in.
     db_encoding = None
@@ -43,29 +45,7 @@ class SchedulerTest(IntegrationTest):
                          f"ENCODING '{self.db_encoding}' LC_COLLATE 'C' LC_CTYPE 'C'")
         # Messages go in before the service starts: the schema from the same
         # idempotent files the service applies.
-        for f in sorted((REPO / "sql").glob("*.sql")):
-            self.psql(f.read_text())
-
-    def insert(self, n, prefix="msg"):
-        self.psql(f"""
-            INSERT INTO messages (recipient, content)
-            SELECT '+1555' || lpad(g::text, 8, '0'), '{prefix} ' || g
-            FROM generate_series(1, {n}) g""")
-
-    def counts(self):
-        rows = self.psql("SELECT status, count(*) FROM messages GROUP BY status")
-        return {status: int(n) for status, n in rows}
-
-    def wait_counts(self, want, timeout=20):
-        return wait_until(lambda: self.counts() == want, timeout, 0.1,
-                          f"message counts {want} (last: {self.counts()})")
-
-    def start(self, **env):
-        e = dict(FAST)
-        e.update(env)
-        svc = self.start_service(e)
-        svc.wait_log("database ready")
-        return svc
+        self.create_schema()
 
     def restart_sending(self, svc):
         self.assertEqual(svc.json("POST", "/messages/stop")[1]["status"], "inactive")

@@ -147,6 +147,7 @@ test_defaults(void)
 	CHECK(c.log_level == LOG_INFO);
 	CHECK(c.request_timeout_ms == 5000);
 	CHECK(c.db_query_timeout_ms == 15000);
+	CHECK(c.shutdown_delay_ms == 0);
 	CHECK(c.shutdown_timeout_ms == 10000);
 	CHECK_STR(c.redis_password, "");
 	CHECK_STR(c.webhook_auth_key, "");
@@ -174,6 +175,7 @@ test_set_values(void)
 	setenv("BIND_ADDR", "::1", 1);
 	setenv("WEBHOOK_AUTH_KEY", "k", 1);
 	setenv("SHUTDOWN_TIMEOUT", "0s", 1);
+	setenv("SHUTDOWN_DELAY", "5s", 1);
 	setenv("CACHE_TTL", "", 1); /* empty = default */
 	CHECK(config_load(&c, err, sizeof(err)) == 0);
 	CHECK(c.port == 9000);
@@ -186,6 +188,7 @@ test_set_values(void)
 	CHECK_STR(c.bind_addr, "::1");
 	CHECK_STR(c.webhook_auth_key, "k");
 	CHECK(c.shutdown_timeout_ms == 0);
+	CHECK(c.shutdown_delay_ms == 5000);
 	CHECK(c.cache_ttl_ms == 24LL * 3600 * 1000);
 	config_fini(&c);
 	clear_env();

@@ -93,6 +93,49 @@ test_rfc3339(void)
 	CHECK_STR(buf, "2026-11-27T10:30:00.005Z");
 }
 
+/* The text of the last second is cached: moving to another second and
+ * back, and every millisecond in between, must still be exact. */
+static void
+test_rfc3339_cache(void)
+{
+	char buf[32], small[12];
+
+	util_rfc3339(1795775400999LL, 1, buf, sizeof(buf));
+	CHECK_STR(buf, "2026-11-27T10:30:00.999Z");
+	util_rfc3339(1795775401000LL, 1, buf, sizeof(buf));
+	CHECK_STR(buf, "2026-11-27T10:30:01.000Z");
+	util_rfc3339(1795775401000LL, 0, buf, sizeof(buf));
+	CHECK_STR(buf, "2026-11-27T10:30:01Z");
+	util_rfc3339(1795775400500LL, 0, buf, sizeof(buf));
+	CHECK_STR(buf, "2026-11-27T10:30:00Z");
+	util_rfc3339(1795861800042LL, 1, buf, sizeof(buf));
+	CHECK_STR(buf, "2026-11-28T10:30:00.042Z");
+	/* Before 1970 the second is the floor, the milliseconds positive. */
+	util_rfc3339(-1, 1, buf, sizeof(buf));
+	CHECK_STR(buf, "1969-12-31T23:59:59.999Z");
+	/* A short buffer is cut and terminated, as snprintf does. */
+	util_rfc3339(1795775400123LL, 1, small, sizeof(small));
+	CHECK_STR(small, "2026-11-27T");
+}
+
+static void
+test_http_date(void)
+{
+	char first[40];
+
+	CHECK_STR(util_http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+	CHECK_STR(util_http_date(1795775400123LL),
+	    "Fri, 27 Nov 2026 10:30:00 GMT");
+	snprintf(first, sizeof(first), "%s", util_http_date(1795775400999LL));
+	CHECK_STR(first, "Fri, 27 Nov 2026 10:30:00 GMT");
+	CHECK_STR(util_http_date(1795775401000LL),
+	    "Fri, 27 Nov 2026 10:30:01 GMT");
+	CHECK_STR(util_http_date(951782400000LL),
+	    "Tue, 29 Feb 2000 00:00:00 GMT");
+	CHECK_STR(util_http_date(1798761599000LL),
+	    "Thu, 31 Dec 2026 23:59:59 GMT");
+}
+
 int
 main(void)
 {
@@ -100,5 +143,7 @@ main(void)
 	RUN(test_fake_sentence);
 	RUN(test_backoff);
 	RUN(test_rfc3339);
+	RUN(test_rfc3339_cache);
+	RUN(test_http_date);
 	return harness_done();
 }
