@@ -42,6 +42,7 @@ struct config {
 	enum log_level log_level;
 	int64_t request_timeout_ms;
 	int64_t db_query_timeout_ms;
+	int db_pipeline_depth;	   /* queries in flight on the delivery link */
 	int64_t shutdown_delay_ms; /* 0 = stop accepting at once */
 	int api_db_connections;	   /* 0 = reads on the delivery connection */
 	int api_db_queue;	   /* most API queries outstanding at once */

@@ -146,6 +146,7 @@ app_new(const struct config *cfg)
 	app->resolver = resolver_new(app->base);
 	app->pg = pg_new(app->base, app->resolver, cfg->database_dsn,
 	    cfg->db_query_timeout_ms);
+	pg_set_pipeline_depth(app->pg, cfg->db_pipeline_depth);
 	migrate_attach(app->pg);
 	/* The API's own connections wait for this one's migrations. */
 	app->apipool = pgpool_new(app->base, app->resolver, cfg->database_dsn,

@@ -25,10 +25,11 @@
 #include "timing.h"
 #include "util.h"
 
-/* Ops sent and not yet answered, at most; the rest wait in the queue. It
- * bounds what the server buffers for us, and keeps the watchdog's view
- * simple: the oldest op is always the one the server is working on. */
-#define PG_PIPELINE_DEPTH 32
+/* Ops sent and not yet answered, at most (pg_set_pipeline_depth); the
+ * rest wait in the queue. It bounds what the server buffers for us, and
+ * keeps the watchdog's view simple: the oldest op is always the one the
+ * server is working on. */
+#define PG_PIPELINE_DEPTH_MAX 32
 /* Statements in one op's Sync segment: the set_config and the op's. */
 #define PG_OP_STATEMENTS 2
 
@@ -63,6 +64,7 @@ struct pg_conn {
 	char *timeout_sql; /* the set_config opening every segment */
 	PGconn *conn;
 	bool pipeline;		/* in libpq's pipeline mode */
+	int depth;		/* Sync segments in flight at most */
 	struct event *ev_io;	/* one-shot, re-created per connect poll */
 	struct event *ev_read;	/* persistent once connected */
 	struct event *ev_write; /* one-shot while output is pending */
@@ -329,7 +331,7 @@ pg_send_op(struct pg_conn *pg, struct pg_op *op)
 }
 
 /* Sends what the connection may take now: during setup one script at a
- * time, once ready every queued op up to PG_PIPELINE_DEPTH. */
+ * time, once ready every queued op up to the depth. */
 static void
 pg_send_queued(struct pg_conn *pg)
 {
@@ -340,7 +342,7 @@ pg_send_queued(struct pg_conn *pg)
 	if (pg->state == PG_READY && !pg_enter_pipeline(pg))
 		return;
 	while ((op = STAILQ_FIRST(&pg->queue)) != NULL &&
-	    pg->nsent < PG_PIPELINE_DEPTH) {
+	    pg->nsent < (size_t)pg->depth) {
 		if (!pg->pipeline && !STAILQ_EMPTY(&pg->sent))
 			break;
 		/* Setup scripts never reach a pipeline, nor ops a setup. */
@@ -690,6 +692,7 @@ pg_new(struct event_base *base, struct resolver *res, const char *dsn,
 	pg->dsn = xstrdup(dsn);
 	pg->hosts = pghosts_new(dsn);
 	pg->query_timeout_ms = query_timeout_ms;
+	pg->depth = 1;
 	pg->timeout_sql =
 	    xasprintf("SELECT set_config('statement_timeout', '%lld', true)",
 		(long long)query_timeout_ms);
@@ -699,6 +702,14 @@ pg_new(struct event_base *base, struct resolver *res, const char *dsn,
 	pg->ev_deadline = evtimer_new(base, pg_on_deadline, pg);
 	pg->ev_kick = event_new(base, -1, 0, pg_on_kick, pg);
 	return pg;
+}
+
+void
+pg_set_pipeline_depth(struct pg_conn *pg, int depth)
+{
+	pg->depth = depth < 1		  ? 1 :
+	    depth > PG_PIPELINE_DEPTH_MAX ? PG_PIPELINE_DEPTH_MAX :
+					    depth;
 }
 
 void
