@@ -326,6 +326,44 @@ class ConcurrencyTest(DeliveryTest):
         self.assertEqual(by_a + by_b, 500)
         self.assertGreater(min(by_a, by_b), 0, "both instances took part")
 
+    def test_pipelined_connection_drains_and_reads_exactly_once(self):
+        # A direct connection may carry several queries at once: here the API reads
+        # share the delivery connection too, so claims, outcome writes and pages of
+        # GET /messages are in flight together, each answered to its own caller.
+        n = 3000
+        self.insert(n)
+        svc = self.start(DB_PIPELINE_DEPTH="32", API_DB_CONNECTIONS="0", AUTOSTART="false")
+        pages = []
+        done = threading.Event()
+
+        def read():
+            while not done.is_set():
+                code, doc = svc.json("GET", "/messages?limit=5")
+                pages.append((code, doc.get("count")))
+
+        readers = [threading.Thread(target=read) for _ in range(3)]
+        for t in readers:
+            t.start()
+        svc.post("/messages/start")
+        try:
+            self.wait_counts({"sent": n}, timeout=60)
+        finally:
+            done.set()
+            for t in readers:
+                t.join(10)
+        ids = self.received_ids()
+        self.assertEqual(len(ids), n)
+        self.assertEqual(len(set(ids)), n)
+        self.assertEqual(len(svc.find_logs("message sent")), n)
+        wait_until(lambda: self.redis.cli("DBSIZE") == str(n), 10, 0.05, f"{n} cache keys")
+        # Every page was answered, with its own rows: never another query's result.
+        self.assertGreater(len(pages), 10)
+        self.assertEqual({c for c, _ in pages}, {200})
+        self.assertTrue(all(k is not None and 0 <= k <= 5 for _, k in pages), pages[:20])
+        self.assertEqual(svc.find_logs("database connection failed"), [])
+        code, doc = svc.json("GET", "/messages?limit=5")
+        self.assertEqual((code, doc["count"]), (200, 5))
+
     def test_health_fast_while_50_requests_hang(self):
         self.receiver.set(mode="hang")
         self.insert(50)
