@@ -50,13 +50,13 @@ struct pg_conn *pg_new(struct event_base *base, struct resolver *res,
     const char *dsn, int64_t query_timeout_ms);
 void pg_free(struct pg_conn *pg);
 
-/* Sync segments (queries) in flight at once, 1 to 32; 1 until set. More
- * than one overlaps queries on the wire, but PgBouncer before 1.21 in
- * transaction mode hands the server connection to another client at the
- * first ReadyForQuery while more of ours are already on it: only a
- * direct connection (or a pooler that tracks pipelined Syncs) may have
- * more than one. Each query still travels in one round trip with its
- * statement_timeout. */
+/* Sync segments (queries) in flight at once, 1 to 32 (32 until set), on
+ * a direct connection. Through a pooler it is always 1: PgBouncer before
+ * 1.21 in transaction mode hands the server connection to another client
+ * at the first ReadyForQuery while more of ours are already on it. A
+ * pooler is recognised on every connect (the backend pid it announces is
+ * not the server's); a depth of 1 is for one that is not. Each query
+ * still travels in one round trip with its statement_timeout. */
 void pg_set_pipeline_depth(struct pg_conn *pg, int depth);
 
 /* The hook runs on every connect; it queues work with pg_setup_query and

@@ -100,11 +100,11 @@ const struct config_var config_vars[] = {
 	    "the server's `statement_timeout` for every statement (set per "
 	    "transaction); a server silent for this + 2 s is treated as "
 	    "gone and the connection is remade"),
-	ROW_INT("DB_PIPELINE_DEPTH", "1", 1, 32, db_pipeline_depth,
+	ROW_INT("DB_PIPELINE_DEPTH", "32", 1, 32, db_pipeline_depth,
 	    "queries in flight at once on the delivery connection (libpq "
-	    "pipeline mode, each its own transaction); above 1 only when "
-	    "connecting to PostgreSQL directly, not through PgBouncer "
-	    "(before 1.21) in transaction mode"),
+	    "pipeline mode, each its own transaction); always 1 through a "
+	    "pooler such as PgBouncer, which the service recognises on "
+	    "connect; `1` for one it would not"),
 	ROW_DURATION("SHUTDOWN_DELAY", "0", 0, 600000, CONFIG_ZERO_OFF,
 	    shutdown_delay_ms,
 	    "on SIGTERM, keep serving this long with `/ready` answering 503 "

@@ -65,6 +65,7 @@ struct pg_conn {
 	PGconn *conn;
 	bool pipeline;		/* in libpq's pipeline mode */
 	int depth;		/* Sync segments in flight at most */
+	bool pooled;		/* a pooler between us (see pg_on_pid) */
 	struct event *ev_io;	/* one-shot, re-created per connect poll */
 	struct event *ev_read;	/* persistent once connected */
 	struct event *ev_write; /* one-shot while output is pending */
@@ -81,6 +82,7 @@ struct pg_conn {
 
 static void pg_fail(struct pg_conn *pg, const char *reason);
 static void pg_send_queued(struct pg_conn *pg);
+static int pg_enqueue(struct pg_conn *pg, struct pg_op *op);
 static void pg_on_kick(evutil_socket_t fd, short what, void *arg);
 
 /* clang-format off */
@@ -342,7 +344,7 @@ pg_send_queued(struct pg_conn *pg)
 	if (pg->state == PG_READY && !pg_enter_pipeline(pg))
 		return;
 	while ((op = STAILQ_FIRST(&pg->queue)) != NULL &&
-	    pg->nsent < (size_t)pg->depth) {
+	    pg->nsent < (pg->pooled ? 1 : (size_t)pg->depth)) {
 		if (!pg->pipeline && !STAILQ_EMPTY(&pg->sent))
 			break;
 		/* Setup scripts never reach a pipeline, nor ops a setup. */
@@ -537,6 +539,34 @@ pg_on_notice(void *arg, const PGresult *res)
 	free(msg);
 }
 
+/* The first query of every connection. A pooler answers the startup with
+ * its own BackendKeyData (for cancels), so the backend pid libpq got is
+ * not the server's. PgBouncer before 1.21 in transaction mode gives the
+ * server connection to another client at the first ReadyForQuery, while
+ * more of our pipelined segments may already be on it, and that client
+ * then gets our answers: through a pooler, one segment at a time. */
+static void
+pg_on_pid(void *arg, const PGresult *res, const char *err)
+{
+	struct pg_conn *pg = arg;
+	bool was = pg->pooled;
+
+	if (err != NULL) {
+		pg_setup_failed(pg, err);
+		return;
+	}
+	pg->pooled = PQbackendPID(pg->conn) != atoi(PQgetvalue(res, 0, 0));
+	log_write(pg->pooled != was ? LOG_INFO : LOG_DEBUG, "pg",
+	    pg->pooled ?
+		"database reached through a pooler: one query at a time" :
+		"database reached directly",
+	    "{s:i}", "pipeline_depth", pg->pooled ? 1 : pg->depth);
+	if (pg->setup != NULL)
+		pg->setup(pg, pg->setup_arg);
+	else
+		pg_setup_done(pg);
+}
+
 static void
 pg_connected(struct pg_conn *pg)
 {
@@ -555,10 +585,10 @@ pg_connected(struct pg_conn *pg)
 	pg->state = PG_SETUP;
 	log_info("pg", "database connected", "{s:i, s:s?}", "server_version",
 	    PQserverVersion(pg->conn), "host", PQhost(pg->conn));
-	if (pg->setup != NULL)
-		pg->setup(pg, pg->setup_arg);
-	else
-		pg_setup_done(pg);
+	/* Before the setup hook: nothing may be pipelined before we know. */
+	(void)pg_enqueue(pg,
+	    pg_op_new(PG_OP_SCRIPT, NULL, "SELECT pg_backend_pid()", 0, NULL,
+		pg_on_pid, pg));
 }
 
 static void pg_on_connect_io(evutil_socket_t fd, short what, void *arg);
@@ -692,7 +722,7 @@ pg_new(struct event_base *base, struct resolver *res, const char *dsn,
 	pg->dsn = xstrdup(dsn);
 	pg->hosts = pghosts_new(dsn);
 	pg->query_timeout_ms = query_timeout_ms;
-	pg->depth = 1;
+	pg->depth = PG_PIPELINE_DEPTH_MAX;
 	pg->timeout_sql =
 	    xasprintf("SELECT set_config('statement_timeout', '%lld', true)",
 		(long long)query_timeout_ms);

@@ -332,7 +332,8 @@ class ConcurrencyTest(DeliveryTest):
         # GET /messages are in flight together, each answered to its own caller.
         n = 3000
         self.insert(n)
-        svc = self.start(DB_PIPELINE_DEPTH="32", API_DB_CONNECTIONS="0", AUTOSTART="false")
+        svc = self.start(DB_PIPELINE_DEPTH="32", API_DB_CONNECTIONS="0", AUTOSTART="false",
+                         LOG_LEVEL="debug")
         pages = []
         done = threading.Event()
 
@@ -363,6 +364,9 @@ class ConcurrencyTest(DeliveryTest):
         self.assertEqual(svc.find_logs("database connection failed"), [])
         code, doc = svc.json("GET", "/messages?limit=5")
         self.assertEqual((code, doc["count"]), (200, 5))
+        # A direct connection: no pooler in the way, the whole depth is used.
+        self.assertEqual([e["pipeline_depth"] for e in svc.find_logs(
+            "database reached directly")], [32])
 
     def test_health_fast_while_50_requests_hang(self):
         self.receiver.set(mode="hang")

@@ -240,12 +240,17 @@ class FastDrainTest(PgBouncerTest):
         self.assertEqual(len(ids), n, "the receiver got each message once")
         self.assertEqual(len(set(ids)), n)
         wait_until(lambda: self.cache_keys() == n, 10, 0.05, f"{n} cache keys")
-        # One Sync segment in flight per connection (DB_PIPELINE_DEPTH=1, the
-        # default): PgBouncer 1.18 hands a server connection to another client at
-        # the first ReadyForQuery, and a second segment already sent would run
-        # there or be answered to the wrong client ("portal does not exist",
-        # results out of step with the queries).
+        # One Sync segment in flight per connection through the pooler, which the
+        # service recognises on connect: PgBouncer 1.18 hands a server connection to
+        # another client at the first ReadyForQuery, and a second segment already
+        # sent would run there or be answered to the wrong client ("portal does not
+        # exist", results out of step with the queries, messages sent twice).
         for s in (a, b):
+            # Each connection (delivery and API) found out on its own.
+            pooled = s.find_logs("database reached through a pooler: one query at a time")
+            self.assertTrue(pooled)
+            self.assertEqual({e["pipeline_depth"] for e in pooled}, {1})
+            self.assertEqual(s.find_logs("database reached directly"), [])
             self.assertEqual(s.find_logs("database connection failed"), [])
             self.assertEqual(s.find_logs(lambda e: e.get("level") == "warn"), [])
         self.assert_through_pooler()
