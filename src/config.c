@@ -97,8 +97,9 @@ const struct config_var config_vars[] = {
 	    "an API request waiting on the database answers 503 after this"),
 	ROW_DURATION("DB_QUERY_TIMEOUT", "15s", 100, 3600000, 0,
 	    db_query_timeout_ms,
-	    "the server's `statement_timeout` for every statement (set per "
-	    "transaction); a server silent for this + 2 s is treated as "
+	    "the server's `statement_timeout` for every statement (per "
+	    "session, or per transaction through a pooler); a server silent "
+	    "for this + 2 s is treated as "
 	    "gone and the connection is remade"),
 	ROW_INT("DB_PIPELINE_DEPTH", "32", 1, 32, db_pipeline_depth,
 	    "queries in flight at once on the delivery connection (libpq "

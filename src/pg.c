@@ -7,11 +7,13 @@
  * complete at its PGRES_PIPELINE_SYNC, not at a NULL: libpq's NULLs only
  * tell the statements of one op apart.
  *
- * Each segment starts with set_config('statement_timeout', ..., true):
- * the server bounds the statement that follows, for this transaction
- * only. A startup parameter would do it once per session, but PgBouncer
- * in transaction mode refuses `options` and a session SET would leak to
- * other clients of the pooled server connection. */
+ * The server bounds every statement with statement_timeout. On a direct
+ * connection it is set once per session, right after connecting. Through
+ * a pooler each segment opens with set_config('statement_timeout', ...,
+ * true), for its own transaction only: PgBouncer in transaction mode
+ * refuses `options` at startup, and a session SET would leak to the other
+ * clients of the pooled server connection. Per segment costs the server a
+ * second statement for each, which is why direct connections skip it. */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +32,8 @@
  * keeps the watchdog's view simple: the oldest op is always the one the
  * server is working on. */
 #define PG_PIPELINE_DEPTH_MAX 32
-/* Statements in one op's Sync segment: the set_config and the op's. */
+/* Statements in one op's Sync segment at most: the set_config (through
+ * a pooler) and the op's. */
 #define PG_OP_STATEMENTS 2
 
 enum pg_op_kind {
@@ -50,6 +53,7 @@ struct pg_op {
 	void *arg;
 	PGresult *result; /* kept until the op completes */
 	int nulls;	  /* pipeline: statements of the op that ended */
+	bool timed;	  /* its segment opens with the set_config */
 };
 
 STAILQ_HEAD(pg_op_list, pg_op);
@@ -61,7 +65,7 @@ struct pg_conn {
 	struct resolver *resolver;
 	struct pghosts *hosts; /* NULL when libpq looks up no name */
 	int64_t query_timeout_ms;
-	char *timeout_sql; /* the set_config opening every segment */
+	char *timeout_sql; /* the set_config opening segments when pooled */
 	PGconn *conn;
 	bool pipeline;		/* in libpq's pipeline mode */
 	int depth;		/* Sync segments in flight at most */
@@ -319,16 +323,20 @@ pg_enter_pipeline(struct pg_conn *pg)
 	return true;
 }
 
-/* One Sync segment: the timeout, the statement, the Sync. */
+/* One Sync segment: the timeout (through a pooler), the statement, the
+ * Sync. */
 static int
 pg_send_op(struct pg_conn *pg, struct pg_op *op)
 {
 	if (op->kind == PG_OP_SCRIPT)
 		return PQsendQuery(pg->conn, op->sql);
-	return PQsendQueryParams(pg->conn, pg->timeout_sql, 0, NULL, NULL, NULL,
-		   NULL, 0) &&
-	    PQsendQueryParams(pg->conn, op->sql, op->nparams, NULL, op->params,
-		NULL, NULL, 0) &&
+	op->timed = pg->pooled;
+	if (op->timed &&
+	    !PQsendQueryParams(pg->conn, pg->timeout_sql, 0, NULL, NULL, NULL,
+		NULL, 0))
+		return 0;
+	return PQsendQueryParams(pg->conn, op->sql, op->nparams, NULL,
+		   op->params, NULL, NULL, 0) &&
 	    PQpipelineSync(pg->conn);
 }
 
@@ -413,7 +421,8 @@ pg_take_result(struct pg_conn *pg, struct pg_op *op, PGresult *res)
 	default:
 		/* The set_config's own row is no answer to the caller; an
 		 * error of it is (the statement never ran). */
-		if (op->nulls == 0 && !pg_status_bad(PQresultStatus(res))) {
+		if (op->timed && op->nulls == 0 &&
+		    !pg_status_bad(PQresultStatus(res))) {
 			PQclear(res);
 			return false;
 		}
@@ -539,17 +548,40 @@ pg_on_notice(void *arg, const PGresult *res)
 	free(msg);
 }
 
+static void
+pg_run_setup(struct pg_conn *pg)
+{
+	if (pg->setup != NULL)
+		pg->setup(pg, pg->setup_arg);
+	else
+		pg_setup_done(pg);
+}
+
+static void
+pg_on_session_timeout(void *arg, const PGresult *res, const char *err)
+{
+	struct pg_conn *pg = arg;
+
+	(void)res;
+	if (err != NULL)
+		pg_setup_failed(pg, err);
+	else
+		pg_run_setup(pg);
+}
+
 /* The first query of every connection. A pooler answers the startup with
  * its own BackendKeyData (for cancels), so the backend pid libpq got is
  * not the server's. PgBouncer before 1.21 in transaction mode gives the
  * server connection to another client at the first ReadyForQuery, while
  * more of our pipelined segments may already be on it, and that client
- * then gets our answers: through a pooler, one segment at a time. */
+ * then gets our answers: through a pooler, one segment at a time,
+ * each with its own statement_timeout; directly, one SET for the session. */
 static void
 pg_on_pid(void *arg, const PGresult *res, const char *err)
 {
 	struct pg_conn *pg = arg;
 	bool was = pg->pooled;
+	char *sql;
 
 	if (err != NULL) {
 		pg_setup_failed(pg, err);
@@ -561,10 +593,16 @@ pg_on_pid(void *arg, const PGresult *res, const char *err)
 		"database reached through a pooler: one query at a time" :
 		"database reached directly",
 	    "{s:i}", "pipeline_depth", pg->pooled ? 1 : pg->depth);
-	if (pg->setup != NULL)
-		pg->setup(pg, pg->setup_arg);
-	else
-		pg_setup_done(pg);
+	if (pg->pooled) {
+		pg_run_setup(pg);
+		return;
+	}
+	sql = xasprintf("SET statement_timeout = %lld",
+	    (long long)pg->query_timeout_ms);
+	(void)pg_enqueue(pg,
+	    pg_op_new(PG_OP_SCRIPT, NULL, sql, 0, NULL, pg_on_session_timeout,
+		pg));
+	free(sql);
 }
 
 static void

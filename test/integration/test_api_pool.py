@@ -22,7 +22,8 @@ QUIET = {
 }
 
 # The API connections' setup query (pgpool.c); the delivery connection never runs it.
-# pg.c sends it after the set_config that bounds it, so it matches '%' + this.
+# Through a pooler pg.c sends a set_config before it in the same segment: '%' + this
+# matches either way.
 SCHEMA_CHECK = "SELECT count(*) = %"
 
 

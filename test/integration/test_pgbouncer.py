@@ -158,6 +158,34 @@ class ThroughPgBouncerTest(PgBouncerTest):
         self.assertEqual(svc.stop(), 0)
 
 
+class StatementTimeoutTest(PgBouncerTest):
+    # One server connection, so the next client of it is the one our SET would leak to.
+    pool_size = 1
+
+    def test_timeout_bounds_each_statement_and_stays_in_its_transaction(self):
+        from harness import PgLock
+        svc = self.start_service({"PRODUCER_INTERVAL": "0", "AUTOSTART": "false",
+                                  "DB_QUERY_TIMEOUT": "1s", "REQUEST_TIMEOUT": "10s",
+                                  "API_DB_CONNECTIONS": "0"})
+        svc.wait_log("database ready")
+        self.assertTrue(svc.find_logs("database reached through a pooler: one query at a time"))
+        with PgLock(self.pg, self.db, "LOCK TABLE messages IN ACCESS EXCLUSIVE MODE"):
+            t0 = time.monotonic()
+            code, doc = svc.json("GET", "/messages")
+            elapsed = time.monotonic() - t0
+        # The server cancelled the read after 1 s (set_config in its own segment),
+        # before the watchdog (3 s) and the request deadline (10 s).
+        self.assertEqual((code, doc["status"]), (503, "error"))
+        self.assertLess(elapsed, 2.5)
+        self.assertIn("canceling statement due to statement timeout",
+                      svc.wait_log("listing messages failed")["reason"])
+        # The pooled server connection, now another client's, kept the server default.
+        self.assertEqual(self.bouncer.psql(self.db, "SHOW statement_timeout"), [("0",)])
+        self.assertEqual(svc.json("GET", "/messages")[0], 200)
+        self.assertEqual(svc.find_logs("database connection failed"), [])
+        self.assertEqual(svc.stop(), 0)
+
+
 class MigrateAtOnceTest(PgBouncerTest):
     pool_size = 2
 
