@@ -39,6 +39,9 @@ struct config {
 	int max_attempts;
 	int64_t retry_base_delay_ms;
 	int64_t cache_ttl_ms;
+	int webhook_rate_limit; /* starts per second, 0 = none */
+	int circuit_failures;	/* 0 = the circuit never opens */
+	int64_t circuit_probe_interval_ms;
 	enum log_level log_level;
 	int64_t request_timeout_ms;
 	int64_t db_query_timeout_ms;

@@ -21,9 +21,16 @@ struct outcome {
 	bool warn_no_id;   /* 2xx without a usable messageId */
 };
 
-/* retry_count: failed attempts before this one. */
+/* retry_count: failed attempts before this one. outage_delay_ms >= 0:
+ * the failure belongs to a receiver outage the circuit saw (circuit.h):
+ * the attempt counts, but it never makes the message `failed`, and it is
+ * due again within outage_delay_ms; -1 otherwise. */
 void outcome_decide(struct outcome *o, const struct webhook_result *res,
-    int retry_count, int max_attempts, int64_t base_delay_ms);
+    int retry_count, int max_attempts, int64_t base_delay_ms,
+    int64_t outage_delay_ms);
+/* The receiver looks down or overloaded: a transport error (timeout,
+ * refused connection), 429 or 5xx. What the circuit counts. */
+bool outcome_receiver_down(const struct webhook_result *res);
 /* attempt is 1-based: base * 2^(attempt-1), +-20 %, at most 1 h; a
  * Retry-After (seconds, >= 0) replaces it. */
 int64_t outcome_retry_delay_ms(int attempt, int64_t base_ms,

@@ -28,6 +28,8 @@ bool sched_is_active(const struct sched *s);
 bool sched_busy(const struct sched *s);
 /* The scheduler's own requests in flight (not the webhook client's other
  * users'). */
+/* "closed", "open" or "half-open" (circuit.h). */
+const char *sched_circuit(const struct sched *s);
 size_t sched_inflight(const struct sched *s);
 size_t sched_unrecorded(const struct sched *s);
 void sched_free(struct sched *s);

@@ -47,6 +47,7 @@ struct service_status {
 	const char *database; /* its state name */
 	const char *redis;    /* its state name */
 	bool sending;	      /* the scheduler is active */
+	const char *circuit;  /* the receiver's: closed, open, half-open */
 	int api_connections;  /* the API's own (API_DB_CONNECTIONS) */
 	int api_ready;	      /* of them, ready now */
 	size_t api_queries;   /* reads waiting or running */

@@ -16,6 +16,7 @@ char *xasprintf(const char *fmt, ...) PRINTF(1, 2);
 
 /* Milliseconds on CLOCK_MONOTONIC: for deadlines and durations. */
 int64_t util_now_ms(void);
+int64_t util_now_us(void); /* monotonic, microseconds */
 /* Milliseconds since the epoch: for timestamps people read. */
 int64_t util_wall_ms(void);
 /* RFC 3339 UTC; with_ms adds ".mmm". buf needs 32 bytes. The text of the

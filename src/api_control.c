@@ -55,12 +55,13 @@ api_ready(struct evhttp_request *req, void *arg)
 	else
 		status = st.ready ? "ready" : "not ready";
 	reply_json(req, st.ready ? 200 : 503,
-	    json_pack("{s:s, s:s, s:{s:i, s:i, s:I, s:I}, s:s, s:s, s:s}",
+	    json_pack("{s:s, s:s, s:{s:i, s:i, s:I, s:I}, s:s, s:s, s:s, s:s}",
 		"status", status, "database", st.database, "api_database",
 		"connections", st.api_connections, "ready", st.api_ready,
 		"queries", (json_int_t)st.api_queries, "max_queries",
 		(json_int_t)st.api_queries_max, "redis", st.redis, "scheduler",
-		st.sending ? "active" : "inactive", "timestamp", ts));
+		st.sending ? "active" : "inactive", "circuit", st.circuit,
+		"timestamp", ts));
 }
 
 void

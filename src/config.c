@@ -91,6 +91,15 @@ const struct config_var config_vars[] = {
 	    "1 h"),
 	ROW_DURATION("CACHE_TTL", "24h", 1000, 365 * DAY_MS, 0, cache_ttl_ms,
 	    "TTL of the Redis entry of a sent message"),
+	ROW_INT("WEBHOOK_RATE_LIMIT", "0", 0, 1000000, webhook_rate_limit,
+	    "most webhook requests started per second, for the whole "
+	    "process; `0` = no limit"),
+	ROW_INT("CIRCUIT_FAILURES", "20", 0, 1000000, circuit_failures,
+	    "consecutive retryable failures (timeout, connection error, 5xx, "
+	    "429) that open the circuit; `0` = never"),
+	ROW_DURATION("CIRCUIT_PROBE_INTERVAL", "30s", 100, 3600000, 0,
+	    circuit_probe_interval_ms,
+	    "while the circuit is open, one probe message this often"),
 	ROW("LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0, 0, log_level,
 	    enum log_level, NULL, "`debug`, `info`, `warn`, `error`"),
 	ROW_DURATION("REQUEST_TIMEOUT", "5s", 10, 600000, 0, request_timeout_ms,

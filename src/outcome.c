@@ -54,9 +54,17 @@ outcome_retryable(long code)
 	return code == 408 || code == 429 || code < 400 || code >= 500;
 }
 
+bool
+outcome_receiver_down(const struct webhook_result *res)
+{
+	return res->curl_code != 0 || res->http_status == 429 ||
+	    res->http_status >= 500;
+}
+
 void
 outcome_decide(struct outcome *o, const struct webhook_result *res,
-    int retry_count, int max_attempts, int64_t base_delay_ms)
+    int retry_count, int max_attempts, int64_t base_delay_ms,
+    int64_t outage_delay_ms)
 {
 	int attempt = retry_count + 1;
 	char *why;
@@ -84,7 +92,7 @@ outcome_decide(struct outcome *o, const struct webhook_result *res,
 	if (res->curl_code == 0 && !outcome_retryable(res->http_status)) {
 		o->kind = OUTCOME_FAILED;
 		o->error = xasprintf("%s (not retried)", why);
-	} else if (attempt >= max_attempts) {
+	} else if (attempt >= max_attempts && outage_delay_ms < 0) {
 		o->kind = OUTCOME_FAILED;
 		o->error = xasprintf("%s (gave up after %d attempts)", why,
 		    attempt);
@@ -99,6 +107,10 @@ outcome_decide(struct outcome *o, const struct webhook_result *res,
 		why = NULL;
 		o->delay_ms = outcome_retry_delay_ms(attempt, base_delay_ms,
 		    ra);
+		/* An outage's failure: due again by the time the circuit's
+		 * next probe may have closed it, whatever attempt it was. */
+		if (outage_delay_ms >= 0 && o->delay_ms > outage_delay_ms)
+			o->delay_ms = outage_delay_ms;
 	}
 	free(why);
 }

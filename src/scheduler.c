@@ -29,9 +29,11 @@
 #include <sys/queue.h>
 
 #include "cache.h"
+#include "circuit.h"
 #include "config.h"
 #include "log.h"
 #include "outcome.h"
+#include "pacer.h"
 #include "pg.h"
 #include "redis.h"
 #include "scheduler.h"
@@ -141,9 +143,26 @@ struct sched {
 	bool write_out;		    /* the writing batch is with the database */
 	struct store_outcome *rows; /* the batch as store rows */
 	size_t cap_rows;
+	/* the receiver's health, and how fast requests may start */
+	struct circuit circuit;
+	struct pacer pacer;
+	struct event *ev_pace;	/* pumps again once the pacer allows */
+	struct event *ev_probe; /* the open circuit's next probe */
+	bool probe_run;		/* this run claims one message, the probe */
+	int64_t opened_ms;	/* when the circuit opened */
 };
 
 static void sched_check(struct sched *s);
+
+/* Messages may be posted now: sending is on, the circuit lets them through
+ * (half open: the probe run's one message), and the receiver did not ask
+ * for a pause. Otherwise what waits for a slot is given back. */
+static bool
+sched_sending(const struct sched *s)
+{
+	return s->active && s->circuit.state != CIRCUIT_OPEN &&
+	    pacer_paused_ms(&s->pacer, util_now_ms()) == 0;
+}
 static void sched_run_begin(struct sched *s, long long quota, const char *why);
 
 static struct delivery *
@@ -257,6 +276,15 @@ sched_pause(struct sched *s, int64_t delay_ms)
 }
 
 static void
+sched_arm_probe(struct sched *s)
+{
+	struct timeval tv = util_tv(circuit_probe_in_ms(&s->circuit,
+	    util_now_ms()));
+
+	event_add(s->ev_probe, &tv);
+}
+
+static void
 sched_run_end(struct sched *s, const char *why)
 {
 	assert(s->run == RUN_RUNNING);
@@ -267,6 +295,14 @@ sched_run_end(struct sched *s, const char *why)
 	s->run = RUN_IDLE;
 	log_debug("scheduler", "run finished", "{s:s, s:I}", "reason", why,
 	    "refused", (json_int_t)s->nskip);
+	if (s->probe_run) {
+		s->probe_run = false;
+		/* Nothing was due to probe with: another interval. */
+		if (s->circuit.state == CIRCUIT_HALF_OPEN) {
+			circuit_probe_skipped(&s->circuit, util_now_ms());
+			sched_arm_probe(s);
+		}
+	}
 	if (s->active && s->drain_queued) {
 		s->drain_queued = false;
 		sched_run_begin(s, -1, "drain queued during a run");
@@ -404,6 +440,66 @@ sched_on_flush(evutil_socket_t fd, short what, void *arg)
 }
 
 static void sched_pump(struct sched *s);
+static void sched_pause(struct sched *s, int64_t delay_ms);
+
+/* The receiver answered 429 or 503 with Retry-After: every start waits
+ * that long (pacer.c, at most 1 h), not only this message's. What waits
+ * for a slot is given back (sched_sending is false meanwhile) and no
+ * claim goes out until the pause ends. */
+static void
+sched_receiver_pause(struct sched *s, int64_t ms)
+{
+	int64_t now = util_now_ms();
+	bool was = pacer_paused_ms(&s->pacer, now) > 0;
+
+	pacer_pause(&s->pacer, now, ms);
+	ms = pacer_paused_ms(&s->pacer, now);
+	if (!was)
+		log_info("scheduler",
+		    "receiver asked to wait (Retry-After): pausing every "
+		    "request",
+		    "{s:I}", "pause_ms", (json_int_t)ms);
+	sched_pause(s, ms);
+}
+
+/* Feeds the circuit one result; true when a failure belongs to an outage
+ * (circuit.h), which keeps its message from `failed`. */
+static bool
+sched_circuit_record(struct sched *s, int64_t id,
+    const struct webhook_result *res)
+{
+	int64_t now = util_now_ms();
+	enum circuit_state before = s->circuit.state;
+	bool outage, opened;
+
+	if (!outcome_receiver_down(res)) {
+		if (circuit_success(&s->circuit)) {
+			event_del(s->ev_probe);
+			log_info("scheduler",
+			    "circuit closed: the receiver answers again",
+			    "{s:I}", "open_ms",
+			    (json_int_t)(now - s->opened_ms));
+			/* The backlog goes now, not at the next tick. */
+			sched_run_begin(s, -1, "circuit closed");
+		}
+		return false;
+	}
+	outage = circuit_failure(&s->circuit, id, now, &opened);
+	if (opened) {
+		s->opened_ms = now;
+		log_warn("scheduler",
+		    "circuit opened: the receiver keeps failing, holding "
+		    "deliveries",
+		    "{s:i, s:I}", "failures", s->circuit.streak, "probe_in_ms",
+		    (json_int_t)s->cfg->circuit_probe_interval_ms);
+		sched_arm_probe(s);
+	} else if (before == CIRCUIT_HALF_OPEN) {
+		log_debug("scheduler", "circuit probe failed", "{s:I}", "id",
+		    (json_int_t)id);
+		sched_arm_probe(s);
+	}
+	return outage;
+}
 
 static void
 sched_on_delivered(void *arg, const struct webhook_result *res)
@@ -411,6 +507,7 @@ sched_on_delivered(void *arg, const struct webhook_result *res)
 	struct delivery *d = arg;
 	struct sched *s = d->s;
 	struct outcome *o;
+	bool outage;
 
 	assert(d->state == D_FLYING);
 	if (res->aborted) {
@@ -420,10 +517,16 @@ sched_on_delivered(void *arg, const struct webhook_result *res)
 		return;
 	}
 	s->took_ms += (res->elapsed_ms - s->took_ms) / SCHED_EWMA;
+	outage = sched_circuit_record(s, d->id, res);
 	sched_buf_reserve(&s->pending, 1);
 	o = &s->pending.o[s->pending.n++];
 	outcome_decide(o, res, d->retry_count, s->cfg->max_attempts,
-	    s->cfg->retry_base_delay_ms);
+	    s->cfg->retry_base_delay_ms,
+	    outage ? s->cfg->circuit_probe_interval_ms : -1);
+	if (res->curl_code == 0 &&
+	    (res->http_status == 429 || res->http_status == 503) &&
+	    res->retry_after_s > 0)
+		sched_receiver_pause(s, res->retry_after_s * 1000);
 	memcpy(o->lease_token, d->lease_token, sizeof(o->lease_token));
 	if (o->warn_no_id)
 		log_warn("scheduler", "webhook accepted without a messageId",
@@ -510,12 +613,23 @@ sched_pump(struct sched *s)
 	int64_t first_stale = 0;
 	bool refused = false;
 
-	while (s->nwaiting > 0 && (s->ninflight < s->budget || !s->active)) {
-		struct delivery *d = sched_slot_unwait(s);
+	bool sending = sched_sending(s);
+
+	while (s->nwaiting > 0 && (s->ninflight < s->budget || !sending)) {
+		struct delivery *d = TAILQ_FIRST(&s->waiting);
 		bool stale = now - d->claimed_ms >
 		    TIMING_CLAIM_WAIT_MAX_MS(s->cfg->webhook_timeout_ms);
+		int64_t wait_ms;
 
-		if (s->active && !stale) {
+		if (sending && !stale &&
+		    (wait_ms = pacer_take(&s->pacer, util_now_us())) > 0) {
+			struct timeval tv = util_tv(wait_ms);
+
+			event_add(s->ev_pace, &tv);
+			break;
+		}
+		d = sched_slot_unwait(s);
+		if (sending && !stale) {
 			if (webhook_post(s->wh, d->id, d->recipient, d->content,
 				sched_on_delivered, d) == 0) {
 				sched_slot_fly(s, d);
@@ -650,6 +764,19 @@ sched_claim_size(const struct sched *s)
 	assert(held <= s->hand);
 	if (min < s->budget / 4)
 		min = s->budget / 4;
+	/* Paced: no more held than the rate posts well within the wait a
+	 * claimed message may have (TIMING_CLAIM_WAIT_MAX_MS). */
+	if (s->cfg->webhook_rate_limit > 0) {
+		size_t pcap = (size_t)((int64_t)s->cfg->webhook_rate_limit *
+		    s->cfg->webhook_timeout_ms * 3 / 4000);
+
+		if (pcap < 1)
+			pcap = 1;
+		if (cap > pcap)
+			cap = pcap;
+		if (min > cap)
+			min = cap;
+	}
 	if (held >= cap)
 		return 0;
 	room = (long long)(cap - held);
@@ -688,7 +815,7 @@ sched_check(struct sched *s)
 	if (s->run != RUN_RUNNING || s->claiming || s->paused)
 		return;
 	more = s->active && s->maybe_more && s->run_left != 0 &&
-	    s->nskip < SCHED_SKIP_MAX;
+	    s->nskip < SCHED_SKIP_MAX && s->circuit.state != CIRCUIT_OPEN;
 	if (more) {
 		if ((want = sched_claim_size(s)) > 0)
 			sched_claim(s, want);
@@ -699,6 +826,8 @@ sched_check(struct sched *s)
 		return;
 	if (!s->active)
 		sched_run_end(s, "stopped");
+	else if (s->circuit.state == CIRCUIT_OPEN)
+		sched_run_end(s, "circuit open");
 	else if (s->nskip >= SCHED_SKIP_MAX)
 		sched_run_end(s, "too many refused");
 	else
@@ -714,6 +843,46 @@ sched_on_retry(evutil_socket_t fd, short what, void *arg)
 	UNUSED(what);
 	s->paused = false;
 	sched_check(s);
+}
+
+static void
+sched_on_pace(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched *s = arg;
+
+	UNUSED(fd);
+	UNUSED(what);
+	sched_pump(s);
+	sched_check(s);
+}
+
+/* The open circuit's interval is up: one message goes as a probe, in a
+ * run of its own once the one before it has settled. */
+static void
+sched_on_probe(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched *s = arg;
+	int64_t now = util_now_ms();
+
+	UNUSED(fd);
+	UNUSED(what);
+	if (s->circuit.state != CIRCUIT_OPEN)
+		return;
+	if (!s->active) {
+		circuit_probe_skipped(&s->circuit, now);
+		sched_arm_probe(s);
+		return;
+	}
+	if (s->run != RUN_IDLE) {
+		struct timeval tv = util_tv(TIMING_REFUSED_PAUSE_MS);
+
+		event_add(s->ev_probe, &tv);
+		return;
+	}
+	circuit_probing(&s->circuit);
+	s->probe_run = true;
+	log_info("scheduler", "circuit half-open: sending one probe", NULL);
+	sched_run_begin(s, 1, "circuit probe");
 }
 
 static void
@@ -790,6 +959,11 @@ sched_new(struct event_base *base, const struct config *cfg, struct pg_conn *pg,
 	s->ev_tick = event_new(base, -1, EV_PERSIST, sched_on_tick, s);
 	s->ev_flush = evtimer_new(base, sched_on_flush, s);
 	s->ev_retry = evtimer_new(base, sched_on_retry, s);
+	s->ev_pace = evtimer_new(base, sched_on_pace, s);
+	s->ev_probe = evtimer_new(base, sched_on_probe, s);
+	circuit_init(&s->circuit, cfg->circuit_failures,
+	    cfg->circuit_probe_interval_ms);
+	pacer_init(&s->pacer, cfg->webhook_rate_limit);
 	return s;
 }
 
@@ -845,6 +1019,12 @@ sched_busy(const struct sched *s)
 	    s->pending.n > 0 || s->write_out || s->releasing > 0;
 }
 
+const char *
+sched_circuit(const struct sched *s)
+{
+	return circuit_name(s->circuit.state);
+}
+
 size_t
 sched_inflight(const struct sched *s)
 {
@@ -877,5 +1057,7 @@ sched_free(struct sched *s)
 	event_free(s->ev_tick);
 	event_free(s->ev_flush);
 	event_free(s->ev_retry);
+	event_free(s->ev_pace);
+	event_free(s->ev_probe);
 	free(s);
 }

@@ -109,6 +109,7 @@ service_status(const struct service *svc, struct service_status *st)
 	st->database = pg_state_name(pg_get_state(svc->pg));
 	st->redis = redis_state_name(redis_get_state(svc->redis));
 	st->sending = sched_is_active(svc->sched);
+	st->circuit = sched_circuit(svc->sched);
 	st->api_connections = pgpool_size(svc->api);
 	st->api_ready = pgpool_ready(svc->api);
 	st->api_queries = svc->queries;

@@ -43,6 +43,7 @@ class ApiTest(IntegrationTest):
         self.assertEqual(doc["status"], "ready")
         self.assertEqual(doc["database"], "ready")
         self.assertEqual(doc["scheduler"], "inactive")
+        self.assertEqual(doc["circuit"], "closed")
         self.assertIn(doc["redis"], ("ready", "connecting", "resolving"))
         self.svc.post("/messages/start")
         self.assertEqual(self.svc.json("GET", "/ready")[1]["scheduler"], "active")

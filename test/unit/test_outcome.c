@@ -33,7 +33,7 @@ test_2xx_is_sent(void)
 		    "{\"message\":\"Accepted\",\"messageId\":\"abc-1\"}");
 		struct outcome o;
 
-		outcome_decide(&o, &r, 2, 5, 5000);
+		outcome_decide(&o, &r, 2, 5, 5000, -1);
 		CHECK(o.kind == OUTCOME_SENT);
 		CHECK_STR(o.response_id, "abc-1");
 		CHECK(o.error == NULL);
@@ -57,7 +57,7 @@ test_2xx_without_id_is_still_sent(void)
 		struct webhook_result r = http(202, bodies[i]);
 		struct outcome o;
 
-		outcome_decide(&o, &r, 0, 5, 5000);
+		outcome_decide(&o, &r, 0, 5, 5000, -1);
 		CHECK(o.kind == OUTCOME_SENT);
 		CHECK(o.response_id == NULL);
 		CHECK(o.warn_no_id);
@@ -74,7 +74,7 @@ test_retryable(void)
 		struct webhook_result r = http(codes[i], "{}");
 		struct outcome o;
 
-		outcome_decide(&o, &r, 0, 5, 5000);
+		outcome_decide(&o, &r, 0, 5, 5000, -1);
 		CHECK(o.kind == OUTCOME_RETRY);
 		CHECK(o.retry_count == 1);
 		CHECK(o.code == codes[i]);
@@ -92,7 +92,7 @@ test_transport_error_retries(void)
 
 	r.curl_code = 28;
 	r.error = "Operation timed out after 1000 milliseconds";
-	outcome_decide(&o, &r, 1, 5, 5000);
+	outcome_decide(&o, &r, 1, 5, 5000, -1);
 	CHECK(o.kind == OUTCOME_RETRY);
 	CHECK(o.retry_count == 2);
 	CHECK(o.code == 0);
@@ -110,7 +110,7 @@ test_permanent_4xx(void)
 		struct webhook_result r = http(codes[i], "{}");
 		struct outcome o;
 
-		outcome_decide(&o, &r, 0, 5, 5000);
+		outcome_decide(&o, &r, 0, 5, 5000, -1);
 		CHECK(o.kind == OUTCOME_FAILED);
 		CHECK(o.retry_count == 1);
 		CHECK(o.error && strstr(o.error, "HTTP 4") != NULL);
@@ -124,17 +124,52 @@ test_gives_up_after_max_attempts(void)
 	struct webhook_result r = http(500, NULL);
 	struct outcome o;
 
-	outcome_decide(&o, &r, 3, 5, 5000); /* 4th attempt */
+	outcome_decide(&o, &r, 3, 5, 5000, -1); /* 4th attempt */
 	CHECK(o.kind == OUTCOME_RETRY);
 	outcome_fini(&o);
-	outcome_decide(&o, &r, 4, 5, 5000); /* 5th attempt: the last */
+	outcome_decide(&o, &r, 4, 5, 5000, -1); /* 5th attempt: the last */
 	CHECK(o.kind == OUTCOME_FAILED);
 	CHECK(o.retry_count == 5);
 	CHECK(o.error && strstr(o.error, "gave up after 5 attempts") != NULL);
 	outcome_fini(&o);
-	outcome_decide(&o, &r, 0, 1, 5000); /* MAX_ATTEMPTS=1 */
+	outcome_decide(&o, &r, 0, 1, 5000, -1); /* MAX_ATTEMPTS=1 */
 	CHECK(o.kind == OUTCOME_FAILED);
 	outcome_fini(&o);
+}
+
+/* A failure the circuit blames on an outage counts as an attempt but
+ * never fails its message, and is due again within the probe interval;
+ * a permanent 4xx still fails at once. */
+static void
+test_outage_holds_the_last_attempt(void)
+{
+	struct webhook_result r = http(503, NULL);
+	struct outcome o;
+
+	outcome_decide(&o, &r, 4, 5, 5000, 30000); /* 5th of 5 */
+	CHECK(o.kind == OUTCOME_RETRY);
+	CHECK(o.retry_count == 5);
+	CHECK(o.delay_ms <= 30000);
+	outcome_fini(&o);
+	outcome_decide(&o, &r, 9, 5, 5000, 1000); /* past the limit: held */
+	CHECK(o.kind == OUTCOME_RETRY && o.retry_count == 10);
+	CHECK(o.delay_ms <= 1000);
+	outcome_fini(&o);
+	r.http_status = 404;
+	outcome_decide(&o, &r, 0, 5, 5000, 30000);
+	CHECK(o.kind == OUTCOME_FAILED);
+	outcome_fini(&o);
+	/* What the circuit counts: transport errors, 429 and 5xx only. */
+	CHECK(outcome_receiver_down(&r) == false);
+	r.http_status = 429;
+	CHECK(outcome_receiver_down(&r));
+	r.http_status = 500;
+	CHECK(outcome_receiver_down(&r));
+	r.http_status = 408;
+	CHECK(outcome_receiver_down(&r) == false);
+	r.http_status = 0;
+	r.curl_code = 28;
+	CHECK(outcome_receiver_down(&r));
 }
 
 static void
@@ -144,18 +179,18 @@ test_retry_after(void)
 	struct outcome o;
 
 	r.retry_after_s = 7;
-	outcome_decide(&o, &r, 0, 5, 5000);
+	outcome_decide(&o, &r, 0, 5, 5000, -1);
 	CHECK(o.kind == OUTCOME_RETRY && o.delay_ms == 7000);
 	outcome_fini(&o);
 	r.http_status = 503;
 	r.retry_after_s = 999999;
-	outcome_decide(&o, &r, 0, 5, 5000);
+	outcome_decide(&o, &r, 0, 5, 5000, -1);
 	CHECK(o.delay_ms == TIMING_RETRY_MAX_DELAY_MS);
 	outcome_fini(&o);
 	/* Only 429 and 503 carry a meaningful Retry-After. */
 	r.http_status = 500;
 	r.retry_after_s = 7;
-	outcome_decide(&o, &r, 0, 5, 5000);
+	outcome_decide(&o, &r, 0, 5, 5000, -1);
 	CHECK(o.delay_ms >= 4000 && o.delay_ms <= 6000);
 	outcome_fini(&o);
 }
@@ -223,6 +258,7 @@ main(void)
 	RUN(test_transport_error_retries);
 	RUN(test_permanent_4xx);
 	RUN(test_gives_up_after_max_attempts);
+	RUN(test_outage_holds_the_last_attempt);
 	RUN(test_retry_after);
 	RUN(test_schedule);
 	RUN(test_pgarray);
