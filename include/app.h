@@ -27,6 +27,7 @@ struct app {
 	struct docs *docs;
 	struct producer *producer;
 	struct sched *sched;
+	struct cacheheal *cacheheal; /* misses of a Redis outage, rewritten */
 	struct service *svc;
 	struct api api; /* what the handlers get */
 	struct event *ev_sigterm;

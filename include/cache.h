@@ -2,8 +2,9 @@
  *
  * Redis is only a cache: writes are fire and forget. A write that fails or
  * times out is logged at warn with the message id; writes skipped while
- * Redis is down are counted and reported when it is back. Nothing here
- * blocks or fails the delivery. Writes in flight
+ * Redis is down are counted and reported when it is back, and every miss
+ * is rewritten later from PostgreSQL (cacheheal.c). Nothing here blocks
+ * or fails the delivery. Writes in flight
  * are part of redis_pending() of the client they went to.
  */
 #ifndef GOPULSE_CACHE_H
@@ -21,5 +22,12 @@
  * not ready, sent_at missing); both are logged, neither needs handling. */
 int cache_put_sent(struct redis_client *rc, int64_t id, const char *message_id,
     const char *sent_at, int64_t ttl_ms);
+
+/* Writes missed so far (skipped while Redis was down, failed, timed out),
+ * and the wall-clock ms from which entries may be missing (0 when none
+ * is): cacheheal.c rewrites them from PostgreSQL, then clears it. */
+uint64_t cache_miss_count(void);
+int64_t cache_missed_since(void);
+void cache_missed_rewritten(void);
 
 #endif

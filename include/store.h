@@ -53,6 +53,15 @@ struct recorded {
 	const char *response_id;
 };
 
+/* A sent message's cache entry, as it should be now. */
+struct cached {
+	int64_t id;
+	const char *response_id; /* NULL when the reply had none */
+	const char *sent_at;	 /* RFC 3339, as the entry holds it */
+	const char *cursor; /* sent_at at full precision, for the next page */
+	int64_t ttl_ms;	    /* what is left of CACHE_TTL, > 0 */
+};
+
 typedef void (*store_id_cb)(void *arg, int64_t id, const char *err);
 typedef void (*store_count_cb)(void *arg, size_t n, const char *err);
 /* A page of the sent listing. */
@@ -68,6 +77,8 @@ typedef void (*store_claim_cb)(void *arg, const struct claimed *rows, size_t n,
     const char *err);
 typedef void (*store_record_cb)(void *arg, const struct recorded *rows,
     size_t n, const char *err);
+typedef void (*store_cached_cb)(void *arg, const struct cached *rows, size_t n,
+    const char *err);
 
 const char *store_status_name(enum store_status status);
 /* The text of extract(epoch FROM ts) ("1764446673.927123", "-0.5") as
@@ -100,5 +111,12 @@ int store_record_outcomes(struct pg_conn *pg, const struct store_outcome *o,
  * many rows were released. */
 int store_release(struct pg_conn *pg, const struct store_lease *l, size_t n,
     store_count_cb cb, void *arg) MUSTCHECK;
+
+/* Up to limit messages sent at or after since_ms (wall clock, ms since
+ * the epoch) whose entry has not yet expired (sent within ttl_ms), oldest
+ * first, after (cursor, after_id) when cursor is not NULL. */
+int store_sent_since(struct pg_conn *pg, int64_t since_ms, int64_t ttl_ms,
+    const char *cursor, int64_t after_id, int limit, store_cached_cb cb,
+    void *arg) MUSTCHECK;
 
 #endif

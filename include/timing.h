@@ -64,6 +64,11 @@
  * one statement for many outcomes costs the database far less than one
  * each, and a few ms are nothing against the lease. */
 #define TIMING_OUTCOME_FLUSH_MS 20
+/* How often cache entries missed during a Redis outage are looked for
+ * (cacheheal.c), and how far before the first miss the rewrite starts:
+ * clocks of the service and the database (which stamps sent_at) differ. */
+#define TIMING_CACHE_HEAL_MS 250
+#define TIMING_CACHE_HEAL_MARGIN_MS 60000
 
 #define TIMING_RETRY_MAX_DELAY_MS (3600LL * 1000)
 #define TIMING_RETRY_JITTER_PCT 20

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "app.h"
+#include "cacheheal.h"
 #include "docs.h"
 #include "http_server.h"
 #include "log.h"
@@ -160,6 +161,8 @@ app_new(const struct config *cfg)
 	app->producer = prod_new(app->base, app->pg, cfg->producer_interval_ms);
 	app->sched = sched_new(app->base, cfg, app->pg, app->webhook,
 	    app->redis);
+	app->cacheheal = cacheheal_new(app->base, app->pg, app->redis,
+	    cfg->cache_ttl_ms);
 	app->svc = service_new(app->base, app->pg, app->apipool, app->redis,
 	    app->sched, (size_t)cfg->api_db_queue);
 	app->http = http_server_new(app->base, api_routes, api_routes_count,
@@ -213,6 +216,7 @@ app_free(struct app *app)
 	redis_free(app->redis);
 	prod_free(app->producer);
 	sched_free(app->sched);
+	cacheheal_free(app->cacheheal);
 	service_free(app->svc);
 	resolver_free(app->resolver);
 	docs_free(app->docs);

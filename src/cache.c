@@ -7,11 +7,44 @@
 #include "cache.h"
 #include "jsonbuf.h"
 #include "log.h"
+#include "timing.h"
 #include "util.h"
 
 /* Writes skipped since Redis was last ready; process-wide, as the service
  * has one thread and one Redis client. */
 static uint64_t cache_down_streak;
+/* Every write missed (skipped, failed, timed out), and the wall-clock time
+ * of the first one not yet rewritten (cacheheal.c), 0 for none. */
+static uint64_t cache_misses;
+static int64_t cache_missed_since_ms;
+
+/* A failed write may have been sent up to a command's deadline before it
+ * failed, and its message sent a little before that. */
+static void
+cache_missed(void)
+{
+	cache_misses++;
+	if (cache_missed_since_ms == 0)
+		cache_missed_since_ms = util_wall_ms() - TIMING_REDIS_OP_MS;
+}
+
+uint64_t
+cache_miss_count(void)
+{
+	return cache_misses;
+}
+
+int64_t
+cache_missed_since(void)
+{
+	return cache_missed_since_ms;
+}
+
+void
+cache_missed_rewritten(void)
+{
+	cache_missed_since_ms = 0;
+}
 
 struct cache_put {
 	int64_t id;
@@ -23,6 +56,7 @@ cache_on_reply(void *arg, const redisReply *reply, const char *err)
 	struct cache_put *put = arg;
 
 	if (err != NULL) {
+		cache_missed();
 		log_warn("cache", "cache write failed", "{s:I, s:s}", "id",
 		    (json_int_t)put->id, "reason", err);
 	} else {
@@ -61,6 +95,7 @@ cache_put_sent(struct redis_client *rc, int64_t id, const char *message_id,
 	int ret = 0;
 
 	if (!redis_is_ready(rc)) {
+		cache_missed();
 		/* A backlog drained while Redis is down would otherwise log a
 		 * warning per message: warn once, then count. */
 		log_write(cache_down_streak++ == 0 ? LOG_WARN : LOG_DEBUG,
@@ -72,7 +107,7 @@ cache_put_sent(struct redis_client *rc, int64_t id, const char *message_id,
 	if (cache_down_streak > 0) {
 		log_info("cache",
 		    "redis back: cache writes missed while it was "
-		    "down are not replayed",
+		    "down will be rewritten from PostgreSQL",
 		    "{s:I}", "missed", (json_int_t)cache_down_streak);
 		cache_down_streak = 0;
 	}
@@ -100,6 +135,7 @@ cache_put_sent(struct redis_client *rc, int64_t id, const char *message_id,
 	put->id = id;
 	/* hiredis copies the arguments into its output buffer. */
 	if (redis_command(rc, cache_on_reply, put, argc, argv, argvlen) != 0) {
+		cache_missed();
 		log_warn("cache", "cache write skipped: redis refused it",
 		    "{s:I}", "id", (json_int_t)id);
 		free(put);

@@ -21,6 +21,7 @@ struct store_call {
 		store_claim_cb claim;
 		store_record_cb record;
 		store_count_cb count;
+		store_cached_cb cached;
 	} cb;
 	void *arg;
 };
@@ -501,4 +502,62 @@ store_release(struct pg_conn *pg, const struct store_lease *l, size_t n,
 	pgarray_fini(&ids);
 	pgarray_fini(&tokens);
 	return rc;
+}
+
+static void
+store_cached_row(const PGresult *res, int r, void *out)
+{
+	struct cached *c = out;
+
+	c->id = strtoll(PQgetvalue(res, r, 0), NULL, 10);
+	c->response_id = store_text(res, r, 1);
+	c->sent_at = PQgetvalue(res, r, 2);
+	c->cursor = PQgetvalue(res, r, 3);
+	c->ttl_ms = strtoll(PQgetvalue(res, r, 4), NULL, 10);
+}
+
+static void
+store_on_cached(void *arg, const PGresult *res, const char *err)
+{
+	struct store_call *c = arg;
+	size_t n;
+	struct cached *rows = store_rows(res, err, sizeof(*rows),
+	    store_cached_row, &n);
+
+	c->cb.cached(c->arg, rows, n, err);
+	free(rows);
+	free(c);
+}
+
+/* The cursor is sent_at's own text (the session's format, every digit),
+ * which casts back to the same instant; the TTL left is computed by the
+ * server, whose clock set sent_at. The sent listing's index (sent_at
+ * DESC, id DESC) serves the range, read backwards. */
+int
+store_sent_since(struct pg_conn *pg, int64_t since_ms, int64_t ttl_ms,
+    const char *cursor, int64_t after_id, int limit, store_cached_cb cb,
+    void *arg)
+{
+	char since[24], ttl[24], after[24], lim[16];
+	const char *params[] = { since, ttl, cursor, after, lim };
+	struct store_call *c = store_call_new(arg);
+
+	snprintf(since, sizeof(since), "%lld", (long long)since_ms);
+	snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_ms);
+	snprintf(after, sizeof(after), "%lld", (long long)after_id);
+	snprintf(lim, sizeof(lim), "%d", limit);
+	c->cb.cached = cb;
+	return store_submit(pg,
+	    "SELECT id, response_id, " STORE_TS(
+		"sent_at") ", sent_at::text,"
+			   " ($2::bigint - (extract(epoch FROM now() - sent_at) * 1000)"
+			   "::bigint) AS ttl_ms"
+			   " FROM messages"
+			   " WHERE status = 'sent'"
+			   " AND sent_at >= to_timestamp($1::bigint / 1000.0)"
+			   " AND sent_at > now() - $2::bigint * interval '1 millisecond'"
+			   " AND ($3::timestamptz IS NULL"
+			   " OR (sent_at, id) > ($3::timestamptz, $4::bigint))"
+			   " ORDER BY sent_at, id LIMIT $5",
+	    (int)ARRAY_LEN(params), params, store_on_cached, c);
 }
