@@ -179,9 +179,12 @@ class LostLeaseTest(FaultTest):
         self.create_schema()
         self.receiver.set(mode="hang")
         self.insert(1)
-        svc = self.start(WEBHOOK_TIMEOUT="1500ms")
+        # Time enough to take the lease over while the request hangs, even on a
+        # busy machine (the attempt must end after the take-over).
+        svc = self.start(WEBHOOK_TIMEOUT="4s")
         self.receiver.wait_requests(1)
         taken = self.take_over(1)
+        self.assertEqual(svc.find_logs("delivery attempt failed"), [], "taken over in time")
         lost = svc.wait_log("outcomes not recorded: lease lost")
         self.assertEqual(lost["count"], 1)
         attempt = svc.find_logs({"msg": "delivery attempt failed", "id": 1})
