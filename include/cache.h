@@ -22,4 +22,9 @@
 int cache_put_sent(struct redis_client *rc, int64_t id, const char *message_id,
     const char *sent_at, int64_t ttl_ms);
 
+/* GET message:<id>; cb as redis_command's. -1 (cb never runs) when
+ * Redis is not ready: the caller does not wait for it. */
+int cache_get_sent(struct redis_client *rc, int64_t id, redis_reply_cb cb,
+    void *arg) MUSTCHECK;
+
 #endif

@@ -107,7 +107,8 @@ list_jansson(const struct message *m, size_t n)
 
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(arr, message_to_json(&m[i]));
-	j = json_pack("{s:o, s:I}", "messages", arr, "count", (json_int_t)n);
+	j = json_pack("{s:o, s:I, s:n}", "messages", arr, "count",
+	    (json_int_t)n, "next");
 	s = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	return s;
@@ -135,14 +136,14 @@ test_message_json(void)
 	    "\"response_id\":\"b1c2\"},{\"id\":7,\"recipient\":\"+15550001111\","
 	    "\"content\":\"Hi\",\"status\":\"sent\",\"sent_at\":null,"
 	    "\"retry_count\":0,\"created_at\":\"2026-11-27T09:00:00.000Z\","
-	    "\"response_id\":null}],\"count\":2}");
+	    "\"response_id\":null}],\"count\":2,\"next\":null}");
 	ref = list_jansson(m, 2);
 	CHECK_STR(s, ref);
 	free(ref);
 	free(s);
 	s = list_text(NULL, 0, &rc);
 	CHECK(rc == 0);
-	CHECK_STR(s, "{\"messages\":[],\"count\":0}");
+	CHECK_STR(s, "{\"messages\":[],\"count\":0,\"next\":null}");
 	free(s);
 }
 
