@@ -80,5 +80,10 @@
 #define TIMING_SWEEP_FIRST_MS 1000
 #define TIMING_SWEEP_EVERY_MS (5LL * 60 * 1000)
 #define TIMING_SWEEP_BATCH 500
+/* GET /messages/{id} waits at most this long for its Redis entry (a
+ * frozen Redis still looks ready until its watchdog, TIMING_REDIS_WATCHDOG_MS,
+ * gives up on it); then it answers from PostgreSQL with the cache
+ * "unavailable". Redis answers a GET in well under a millisecond. */
+#define TIMING_CACHE_LOOKUP_MS 250
 
 #endif

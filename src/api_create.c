@@ -148,8 +148,16 @@ api_messages_create(struct evhttp_request *req, void *arg)
 	doc = json_loadb((const char *)evbuffer_pullup(in, -1), len,
 	    JSON_REJECT_DUPLICATES, &jerr);
 	if (doc == NULL) {
-		snprintf(why, sizeof(why), "the body is not valid JSON: %.120s",
-		    jerr.text);
+		/* The field of a duplicate is named (jansson's text quotes the
+		 * key and nothing else); for any other error only where it is,
+		 * not the bytes around it. */
+		if (json_error_code(&jerr) == json_error_duplicate_key)
+			snprintf(why, sizeof(why),
+			    "a field is given twice: %.120s", jerr.text);
+		else
+			snprintf(why, sizeof(why),
+			    "the body is not valid JSON (line %d, column %d)",
+			    jerr.line, jerr.column);
 		reply_fail(req, SVC_INVALID, why);
 		return;
 	}

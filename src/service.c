@@ -62,6 +62,7 @@ struct service_batch {
 };
 
 struct service {
+	struct event_base *base;
 	struct pg_conn *pg;
 	struct pgpool *api;
 	struct redis_client *redis;
@@ -87,6 +88,7 @@ service_new(struct event_base *base, struct pg_conn *pg, struct pgpool *api,
 {
 	struct service *svc = xcalloc(1, sizeof(*svc));
 
+	svc->base = base;
 	svc->ev_send = event_new(base, -1, 0, service_on_send, svc);
 	STAILQ_INIT(&svc->waiting);
 	svc->pg = pg;
@@ -383,10 +385,14 @@ struct service_op {
 	} cb;
 	void *arg;
 	int64_t id;
-	char *cache;	      /* the Redis entry, for a lookup */
-	const char *cache_st; /* static */
-	char *since;	      /* for retry-failed */
-	size_t total;	      /* requeued so far */
+	char *cache;		/* the Redis entry, for a lookup */
+	const char *cache_st;	/* static */
+	char *since;		/* for retry-failed */
+	size_t total;		/* requeued so far */
+	struct event *ev_cache; /* the lookup's deadline on Redis */
+	bool cache_pending;	/* its GET has not called back yet */
+	bool row_asked;		/* the row's query went out (or failed) */
+	bool released;		/* answered: its place is given back */
 };
 
 static struct service_op *
@@ -399,10 +405,19 @@ service_op_new(struct service *svc, void *arg)
 	return op;
 }
 
+/* After the answer. A lookup whose Redis GET is still out stays until
+ * that calls back (its callback gets op). */
 static void
 service_op_free(struct service_op *op)
 {
-	service_release(op->svc);
+	if (!op->released) {
+		op->released = true;
+		service_release(op->svc);
+	}
+	if (op->cache_pending)
+		return;
+	if (op->ev_cache != NULL)
+		event_free(op->ev_cache);
 	free(op->cache);
 	free(op->since);
 	free(op);
@@ -467,6 +482,9 @@ service_get_row(struct service_op *op)
 {
 	struct pg_conn *pg = service_read_conn(op->svc);
 
+	op->row_asked = true;
+	if (op->ev_cache != NULL)
+		event_del(op->ev_cache);
 	if (pg == NULL ||
 	    store_get_message(pg, op->id, service_on_detail, op) != 0) {
 		op->cb.detail(op->arg, SVC_UNAVAILABLE, NULL, NULL, NULL);
@@ -479,6 +497,12 @@ service_on_cache(void *arg, const redisReply *reply, const char *err)
 {
 	struct service_op *op = arg;
 
+	op->cache_pending = false;
+	if (op->row_asked) { /* too late: answered "unavailable" */
+		if (op->released)
+			service_op_free(op);
+		return;
+	}
 	if (err != NULL) {
 		op->cache_st = "unavailable";
 	} else if (reply->type == REDIS_REPLY_STRING) {
@@ -490,9 +514,22 @@ service_on_cache(void *arg, const redisReply *reply, const char *err)
 	service_get_row(op);
 }
 
+/* Redis waited for no longer than TIMING_CACHE_LOOKUP_MS. */
+static void
+service_on_cache_late(evutil_socket_t fd, short what, void *arg)
+{
+	struct service_op *op = arg;
+
+	UNUSED(fd);
+	UNUSED(what);
+	op->cache_st = "unavailable";
+	service_get_row(op);
+}
+
 /* Redis first, so the row (borrowed from its result) and the entry are
  * both at hand in one callback. A Redis that is not ready costs nothing;
- * one that is frozen costs at most its command deadline. */
+ * one that is frozen (still ready until its watchdog says otherwise)
+ * costs TIMING_CACHE_LOOKUP_MS at most. */
 enum svc_err
 service_get_message(struct service *svc, int64_t id, service_detail_cb cb,
     void *arg)
@@ -508,10 +545,19 @@ service_get_message(struct service *svc, int64_t id, service_detail_cb cb,
 	op->id = id;
 	if (cache_get_sent(svc->redis, id, service_on_cache, op) != 0) {
 		op->cache_st = "unavailable";
+		op->row_asked = true;
 		if (store_get_message(pg, id, service_on_detail, op) != 0) {
 			service_op_free(op);
 			return SVC_UNAVAILABLE;
 		}
+		return SVC_OK;
+	}
+	op->cache_pending = true;
+	op->ev_cache = evtimer_new(svc->base, service_on_cache_late, op);
+	{
+		struct timeval tv = util_tv(TIMING_CACHE_LOOKUP_MS);
+
+		event_add(op->ev_cache, &tv);
 	}
 	return SVC_OK;
 }

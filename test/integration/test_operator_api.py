@@ -181,6 +181,13 @@ class OperatorApiTest(IntegrationTest):
             self.assertRegex(a["instance"], r".+:\d+$")
         self.assertEqual(doc["cache"]["messageId"], doc["response_id"])
         self.assertEqual(doc["cache_status"], "hit")
+        # Redis frozen (still "ready" until its watchdog): a short wait at most.
+        self.redis.freeze()
+        t0 = time.monotonic()
+        code, doc = svc.json("GET", f"/messages/{mid}")
+        self.assertLess(time.monotonic() - t0, 1.5)
+        self.assertEqual((code, doc["cache"], doc["cache_status"]), (200, None, "unavailable"))
+        self.redis.thaw()
         # Redis down: no wait, null and "unavailable".
         self.redis.stop()
         wait_until(lambda: svc.json("GET", "/ready")[1]["redis"] != "ready", 10, 0.05,
