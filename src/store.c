@@ -616,7 +616,7 @@ store_on_detail(void *arg, const PGresult *res, const char *err)
 }
 
 /* The attempts as one JSON array built by the server (one row, one round
- * trip), in the order they were written. */
+ * trip), oldest first (the order they started). */
 int
 store_get_message(struct pg_conn *pg, int64_t id, store_detail_cb cb, void *arg)
 {
@@ -644,7 +644,7 @@ store_get_message(struct pg_conn *pg, int64_t id, store_detail_cb cb, void *arg)
 							       "  'response_code', a.response_code,"
 							       "  'error', a.error,"
 							       "  'response_id', a.response_id,"
-							       "  'instance', a.instance) ORDER BY a.id), '[]')"
+							       "  'instance', a.instance) ORDER BY a.started_at, a.finished_at), '[]')"
 							       "  FROM delivery_attempts a WHERE a.message_id = m.id)"
 							       " FROM messages m WHERE m.id = $1",
 	    1, params, store_on_detail, c);
