@@ -4,7 +4,9 @@
 #ifndef GOPULSE_API_H
 #define GOPULSE_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "router.h"
 
@@ -16,6 +18,7 @@ struct api {
 	struct service *svc;
 	struct http_server *http; /* for requests that wait (http_ctx) */
 	const struct docs *docs;  /* Swagger UI assets */
+	const char *token;	  /* API_TOKEN; NULL or "" = POSTs are open */
 };
 
 extern const struct route api_routes[];
@@ -25,12 +28,23 @@ void api_health(struct evhttp_request *req, void *arg);
 void api_ready(struct evhttp_request *req, void *arg);
 void api_start(struct evhttp_request *req, void *arg);
 void api_stop(struct evhttp_request *req, void *arg);
+void api_messages(struct evhttp_request *req, void *arg);
 void api_messages_list(struct evhttp_request *req, void *arg);
+void api_messages_create(struct evhttp_request *req, void *arg);
+void api_messages_get(struct evhttp_request *req, void *arg);
+void api_messages_retry(struct evhttp_request *req, void *arg);
+void api_messages_retry_failed(struct evhttp_request *req, void *arg);
 void api_openapi_yaml(struct evhttp_request *req, void *arg);
 void api_openapi_json(struct evhttp_request *req, void *arg);
 void api_swagger_redirect(struct evhttp_request *req, void *arg);
 void api_swagger_index(struct evhttp_request *req, void *arg);
 void api_swagger_asset(struct evhttp_request *req, void *arg);
+
+/* Whether req carries the bearer token (always, when there is none);
+ * if not, it is answered 401 here. Every POST handler asks first. */
+bool api_authorized(const struct api *api, struct evhttp_request *req);
+/* The {id} of /messages/{id}[/...]; -1 when it is not a message id. */
+int api_path_id(struct evhttp_request *req, int64_t *id);
 
 /* openapi.yaml, and the same as JSON, embedded at build time. */
 extern const char api_openapi_yaml_text[];

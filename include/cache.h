@@ -30,4 +30,9 @@ uint64_t cache_miss_count(void);
 int64_t cache_missed_since(void);
 void cache_missed_rewritten(void);
 
+/* GET message:<id>; cb as redis_command's. -1 (cb never runs) when
+ * Redis is not ready: the caller does not wait for it. */
+int cache_get_sent(struct redis_client *rc, int64_t id, redis_reply_cb cb,
+    void *arg) MUSTCHECK;
+
 #endif

@@ -50,7 +50,10 @@ struct config {
 	int api_db_connections;	   /* 0 = reads on the delivery connection */
 	int api_db_queue;	   /* most API queries outstanding at once */
 	int64_t shutdown_timeout_ms;
-	char *swagger_dir; /* Swagger UI assets */
+	char *swagger_dir;    /* Swagger UI assets */
+	char *api_token;      /* "" = mutating endpoints open */
+	char *api_token_file; /* read into api_token at load */
+	bool attempt_history; /* delivery_attempts rows with each outcome */
 };
 
 /* How a variable's field is stored, parsed and shown. */

@@ -44,6 +44,10 @@ void http_server_free(struct http_server *srv);
  * req; the backend's completion then only frees the context. */
 struct http_ctx *http_ctx_new(struct http_server *srv,
     struct evhttp_request *req);
+/* A header for the answer, if the request is still attached (Location,
+ * ...). */
+void http_ctx_add_header(struct http_ctx *ctx, const char *name,
+    const char *value);
 /* Answers (if still attached) and frees ctx. body is stolen. */
 void http_ctx_finish(struct http_ctx *ctx, int status, json_t *body);
 /* The same with JSON text already written into body (moved out of it;

@@ -27,6 +27,30 @@ struct message {
 	const char *response_id;
 };
 
+/* Which messages a listing shows, and in which order: sent ones most
+ * recently sent first, the others newest first (by id). */
+enum message_filter {
+	MESSAGE_SENT,
+	MESSAGE_PENDING,
+	MESSAGE_FAILED,
+	MESSAGE_ALL,
+};
+
+/* One message as GET /messages/{id} shows it: the listing's fields and
+ * the rest of the row; borrowed like struct message. */
+struct message_detail {
+	struct message m;
+	const char *error_message;
+	const char *response_code; /* decimal text, NULL when none */
+	int64_t last_attempt_at_ms, next_attempt_at_ms, updated_at_ms;
+	const char *attempts; /* a JSON array, oldest attempt first */
+};
+
+/* The listing's fields, then error_message, response_code,
+ * last_attempt_at, next_attempt_at, updated_at and attempts (the text
+ * parsed). NULL when something is not valid (UTF-8, JSON). */
+json_t *message_detail_to_json(const struct message_detail *d);
+
 /* NULL when a string is not valid UTF-8 (never from our own database,
  * but jansson would otherwise abort the whole reply silently). */
 json_t *message_to_json(const struct message *m);
@@ -37,6 +61,10 @@ json_t *message_to_json(const struct message *m);
  * appended, when a string is not valid UTF-8 or created_at is missing. */
 int message_list_write(struct evbuffer *out, const struct message *m,
     size_t n) MUSTCHECK;
+/* The same with "next": the cursor of the following page, or null when
+ * next is NULL (this was the last one). */
+int message_page_write(struct evbuffer *out, const struct message *m, size_t n,
+    const char *next) MUSTCHECK;
 /* "YYYY-MM-DDTHH:MM:SS.mmmZ" (more year digits past 9999) and its NUL
  * into buf, which needs MESSAGE_TIME_LEN bytes; returns the length. */
 #define MESSAGE_TIME_LEN 32

@@ -13,12 +13,15 @@ struct outcome {
 	int64_t id;
 	char lease_token[40];
 	enum outcome_kind kind;
-	long code;	   /* HTTP status, 0 when none */
-	char *response_id; /* the reply's messageId; owned, may be NULL */
-	char *error;	   /* owned, NULL when sent */
-	int64_t delay_ms;  /* until the next attempt, for OUTCOME_RETRY */
-	int retry_count;   /* after this attempt */
-	bool warn_no_id;   /* 2xx without a usable messageId */
+	long code;	     /* HTTP status, 0 when none */
+	char *response_id;   /* the reply's messageId; owned, may be NULL */
+	char *error;	     /* owned, NULL when sent */
+	int64_t delay_ms;    /* until the next attempt, for OUTCOME_RETRY */
+	int retry_count;     /* after this attempt */
+	int attempt;	     /* this attempt's number, 1-based */
+	int64_t started_ms;  /* wall clock, for the attempt history */
+	int64_t finished_ms; /* wall clock */
+	bool warn_no_id;     /* 2xx without a usable messageId */
 };
 
 /* retry_count: failed attempts before this one. outage_delay_ms >= 0:

@@ -9,8 +9,11 @@
 typedef void (*route_handler)(struct evhttp_request *req, void *arg);
 
 struct route {
-	const char *path; /* exact and decoded, or a prefix ending in "*" */
-	int methods;	  /* EVHTTP_REQ_* bits; GET implies HEAD */
+	/* exact and decoded; a template whose "{name}" segments match any
+	 * one segment; or a prefix ending in "*". Exact paths win, then
+	 * templates, then prefixes, each in table order. */
+	const char *path;
+	int methods; /* EVHTTP_REQ_* bits; GET implies HEAD */
 	route_handler handler;
 };
 

@@ -27,8 +27,10 @@ enum svc_err {
 	SVC_TIMEOUT,	   /* a dependency did not answer in time: 503 */
 	SVC_SHUTTING_DOWN, /* 503 */
 	SVC_INTERNAL,	   /* 500 */
-	SVC_BUSY, /* too many queries waiting for the database: 503 with
+	SVC_BUSY,	  /* too many queries waiting for the database: 503 with
 		   * Retry-After */
+	SVC_UNAUTHORIZED, /* no valid bearer token: 401 with
+			   * WWW-Authenticate */
 };
 
 struct event_base;
@@ -54,8 +56,18 @@ struct service_status {
 	size_t api_queries_max;
 };
 
+/* next: the cursor of the following page, NULL after the last one. */
 typedef void (*service_list_cb)(void *arg, enum svc_err err,
-    const struct message *msgs, size_t n);
+    const struct message *msgs, size_t n, const char *next);
+/* m is NULL on an error; replayed: an Idempotency-Key's earlier message. */
+typedef void (*service_message_cb)(void *arg, enum svc_err err,
+    const struct message *m, bool replayed);
+/* cache: the Redis entry's text (NULL when none); cache_status "hit",
+ * "miss" or "unavailable" (Redis not ready or did not answer). */
+typedef void (*service_detail_cb)(void *arg, enum svc_err err,
+    const struct message_detail *d, const char *cache,
+    const char *cache_status);
+typedef void (*service_count_cb)(void *arg, enum svc_err err, size_t n);
 
 /* Borrows the drivers and the scheduler; the app owns them all. pg is
  * the delivery connection; api the API's own connections, where reads go
@@ -75,9 +87,33 @@ void service_set_shutting_down(struct service *svc);
 /* Automatic sending on and off; idempotent. */
 void service_start_sending(struct service *svc);
 void service_stop_sending(struct service *svc);
-/* Sent messages, most recently sent first; msgs are borrowed for the
- * callback. */
-enum svc_err service_list_sent(struct service *svc, int limit, int offset,
-    service_list_cb cb, void *arg) MUSTCHECK;
+/* A page of the messages filter selects (sent ones most recently sent
+ * first, the others newest first), after the cursor after (NULL: from the
+ * start; SVC_INVALID when it is not a cursor of this listing); msgs are
+ * borrowed for the callback. */
+enum svc_err service_list(struct service *svc, enum message_filter filter,
+    int limit, int offset, const char *after, service_list_cb cb,
+    void *arg) MUSTCHECK;
+/* A new pending message, due now; recipient and content already valid.
+ * key (NULL = none): an Idempotency-Key; the same key within 24 h gives
+ * the first message back (replayed) when recipient and content are the
+ * same, SVC_CONFLICT when not. */
+enum svc_err service_create_message(struct service *svc, const char *recipient,
+    const char *content, const char *key, service_message_cb cb,
+    void *arg) MUSTCHECK;
+/* The message with its attempts and its cache entry: SVC_NOT_FOUND when
+ * there is none. Redis is asked first (a Redis that is not ready is not
+ * waited for: "unavailable"). */
+enum svc_err service_get_message(struct service *svc, int64_t id,
+    service_detail_cb cb, void *arg) MUSTCHECK;
+/* A failed message back to pending (due now, attempts reset, history
+ * kept): SVC_NOT_FOUND, or SVC_CONFLICT with the message when it is not
+ * failed. */
+enum svc_err service_retry_message(struct service *svc, int64_t id,
+    service_message_cb cb, void *arg) MUSTCHECK;
+/* Every failed message (updated at or after since, RFC 3339, when not
+ * NULL) back to pending, a bounded batch per statement; n is how many. */
+enum svc_err service_retry_failed(struct service *svc, const char *since,
+    service_count_cb cb, void *arg) MUSTCHECK;
 
 #endif

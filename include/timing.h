@@ -75,4 +75,20 @@
 
 #define TIMING_WEBHOOK_CONNECT_MS 5000 /* at most; WEBHOOK_TIMEOUT if less */
 
+/* ---- operator API (service.c) ---- */
+/* An Idempotency-Key answers with its first message this long (Stripe's
+ * 24 h); after it the key is free again, and the sweep deletes it. */
+#define TIMING_IDEMPOTENCY_TTL_MS (24LL * 3600 * 1000)
+/* The sweep of expired keys: soon after start, then this often; each
+ * round deletes small batches (TIMING_SWEEP_BATCH rows per statement)
+ * until one comes back short, so no statement holds many row locks. */
+#define TIMING_SWEEP_FIRST_MS 1000
+#define TIMING_SWEEP_EVERY_MS (5LL * 60 * 1000)
+#define TIMING_SWEEP_BATCH 500
+/* GET /messages/{id} waits at most this long for its Redis entry (a
+ * frozen Redis still looks ready until its watchdog, TIMING_REDIS_WATCHDOG_MS,
+ * gives up on it); then it answers from PostgreSQL with the cache
+ * "unavailable". Redis answers a GET in well under a millisecond. */
+#define TIMING_CACHE_LOOKUP_MS 250
+
 #endif

@@ -19,6 +19,10 @@ int64_t util_now_ms(void);
 int64_t util_now_us(void); /* monotonic, microseconds */
 /* Milliseconds since the epoch: for timestamps people read. */
 int64_t util_wall_ms(void);
+/* This process as "<host name>:<pid>", for the attempt history; made on
+ * the first call (at start, before the loop: gethostname may not block,
+ * but it is done once). */
+const char *util_instance(void);
 /* RFC 3339 UTC; with_ms adds ".mmm". buf needs 32 bytes. The text of the
  * last second is kept: calls within one second cost a copy. */
 void util_rfc3339(int64_t wall_ms, int with_ms, char *buf, size_t len);

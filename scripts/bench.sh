@@ -21,6 +21,8 @@
 #   scale-out    the combined drain rate of 1 and 2 instances sharing one database,
 #                direct and through PgBouncer (pool_mode=transaction), each
 #                BENCH_SCALE_MESSAGES messages, exactly once
+#   history      the drain with ATTEMPT_HISTORY=true against =false (issue 9:
+#                within 5 %), alternated, two of each, BENCH_MESSAGES each
 #
 # Prints a Markdown table and saves it, with the machine, the commit and the
 # library versions, as bench/results/<date>-<commit>.md.  Without ../shared/bench
@@ -735,6 +737,35 @@ bouncer_pools=$(PGCONNECT_TIMEOUT=5 psql -X -q -A -t -F' ' -h 127.0.0.1 -p "$bou
 pgb_version=$("$(pgbouncer_bin)" --version | head -1)
 pgbouncer_stop "$tmp/bouncer" >/dev/null 2>&1
 
+# ---------------------------------------------------------------------------
+# Attempt history (issue 9): the same drain with ATTEMPT_HISTORY off and on,
+# alternated (off, on, off, on) on one fresh database so drift hits both alike;
+# the history rows go in by the outcome write's own statement.
+say "attempt history: 4 drains of $N messages, ATTEMPT_HISTORY=false/true alternated"
+pg_createdb "$tmp/pg" "$pg_port" hist >/dev/null || die "createdb hist"
+for f in sql/*.sql; do psql_db hist -f "$f" >/dev/null || die "applying $f to hist"; done
+declare -A hist_sum=() hist_runs=()
+hist_notes=()
+for mode in false true false true; do
+	psql_db hist -c "TRUNCATE messages, delivery_attempts RESTART IDENTITY" >/dev/null || die "truncate hist"
+	insert_backlog hist "$N"
+	redis-cli -p "$redis_port" -n 4 FLUSHDB >/dev/null || die "FLUSHDB 4"
+	p=$(free_port)
+	svc_start "$tmp/hist-$mode-${#hist_notes[@]}.log" "$p" hist 4 "http://127.0.0.1:$sink_port" "$CONC" \
+		WEBHOOK_PATH=/hook ATTEMPT_HISTORY="$mode"
+	read -r h_s _ < <(bpy drain "$svc_pid" "$p" "$redis_port" 4 "$N" "$DRAIN_TIMEOUT" "$tmp/marks-hist") ||
+		die "attempt history drain ($mode)"
+	stop_pid "$svc_pid" 15
+	rate=$(msgs_per_s "$N" "$h_s")
+	rows=$(psql_db hist -c "SELECT count(*) FROM delivery_attempts")
+	hist_sum[$mode]=$((${hist_sum[$mode]:-0} + rate))
+	hist_runs[$mode]="${hist_runs[$mode]:+${hist_runs[$mode]} / }$rate"
+	hist_notes+=("ATTEMPT_HISTORY=$mode: $rate msg/s, $rows attempt rows")
+	say "attempt history $mode: $rate msgs/s, $rows attempt rows"
+done
+hist_off=$((hist_sum[false] / 2))
+hist_on=$((hist_sum[true] / 2))
+
 t_total=$(($(date +%s) - t_begin))
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -788,6 +819,8 @@ report=$tmp/report.md
 		echo "| \`GET /health\`, wrk $CONNS connections, req/s | $(n_fmt "${health_rps%.*}") | $na | — | ≥ 0.90 | — |"
 	fi
 	echo "| \`GET /messages?limit=10\` over $(n_fmt "$sent_rows") sent rows, wrk $CONNS connections, req/s | $(n_fmt "${list_rps%.*}") | \`pgbench -c1 -M prepared\` of the same SELECT: $(n_fmt "$pgb_tps") | $r_list | ≥ 1.5 | $(met "$r_list" 'x >= 1.5') |"
+	r_hist=$(ratio "$hist_on" "$hist_off")
+	echo "| drain with attempt history (\`ATTEMPT_HISTORY=true\`), msg/s, mean of 2 | $(n_fmt "$hist_on") (${hist_runs[true]}) | without: $(n_fmt "$hist_off") (${hist_runs[false]}) | $r_hist | ≥ 0.95 | $(met "$r_hist" 'x >= 0.95') |"
 	echo "| \`GET /messages?limit=10\` during a $(n_fmt "$N") drain, p50 / p99 / max ms | $lp50 / $lp99 / $lmax | — | — | p99 ≤ 20 ms | $(met "$lp99" 'x <= 20') |"
 	echo "| \`GET /health\` during the drain, p50 / p99 / max ms | $hp50 / $hp99 / $hmax | — | — | max ≤ 50 ms | $(met "$hmax" 'x <= 50') |"
 	echo "| RSS idle, MiB | $(mib "$idle_rss") | — | — | ≤ 12 | $(met "$(mib "$idle_rss")" 'x <= 12') |"
@@ -815,6 +848,7 @@ report=$tmp/report.md
 	echo "- Latency: one keep-alive connection per URL at $HZ requests/s, measured by the client from sending to the whole answer; $ln and $hn samples fell within the drain, non-200: $lbad and $hbad. That drain (with the samplers) ran at $(n_fmt "$drain2_rate") msg/s."
 	echo "- Memory: RSS and Anonymous of /proc/PID/smaps_rollup, $swagger_note. Idle = ready, sending not started, $(n_fmt "$N") pending rows. At the end of the bench (two drains and the wrk runs): $(mib "$end_rss") MiB RSS, $(mib "$end_anon") anonymous. The in-flight instance idled at $(mib "$idle2_rss") MiB ($(mib "$idle2_anon") anonymous) before $(n_fmt "$in_flight") requests hung at the receiver."
 	echo "- Start-up: min $start_min, max $start_max ms, \`AUTOSTART=false\`, migrated database."
+	echo "- Attempt history: 4 drains of $(n_fmt "$N") on one fresh database (truncated between), \`ATTEMPT_HISTORY\` false, true, false, true: $(IFS=';'; echo "${hist_notes[*]}")."
 	echo "- Scale-out: each drain on a fresh backlog of $(n_fmt "$SCALE_N") in one database, \`WEBHOOK_CONCURRENCY=$CONC\` per instance, timed from the \`POST /messages/start\` sent to every instance at once until Redis held every key; $pgb_version with \`pool_mode=transaction\`, \`default_pool_size=$POOL\`, no \`ignore_startup_parameters\` (after the drains: ${bouncer_pools:-no pool row})."
 	for l in "${scale_notes[@]}"; do echo "  - $l"; done
 	[ -n "$ref_dir" ] || echo "- ../shared/bench is absent: the reference pipeline and evhttp_hello ceilings were skipped."

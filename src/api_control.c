@@ -69,6 +69,8 @@ api_start(struct evhttp_request *req, void *arg)
 {
 	struct api *api = arg;
 
+	if (!api_authorized(api, req))
+		return;
 	service_start_sending(api->svc);
 	reply_json(req, 200,
 	    json_pack("{s:s, s:s}", "message",
@@ -80,6 +82,8 @@ api_stop(struct evhttp_request *req, void *arg)
 {
 	struct api *api = arg;
 
+	if (!api_authorized(api, req))
+		return;
 	service_stop_sending(api->svc);
 	reply_json(req, 200,
 	    json_pack("{s:s, s:s}", "message",

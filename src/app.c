@@ -169,7 +169,13 @@ app_new(const struct config *cfg)
 	    &app->api, cfg->request_timeout_ms);
 	app->api = (struct api) { .svc = app->svc,
 		.http = app->http,
-		.docs = app->docs };
+		.docs = app->docs,
+		.token = cfg->api_token };
+	if (cfg->api_token[0] == '\0')
+		log_warn("api",
+		    "API_TOKEN is not set: the mutating endpoints (every POST) "
+		    "are open to anyone who can reach the port",
+		    NULL);
 	app->ev_sigterm = evsignal_new(app->base, SIGTERM, app_on_signal, app);
 	app->ev_sigint = evsignal_new(app->base, SIGINT, app_on_signal, app);
 	app->ev_delay = evtimer_new(app->base, app_on_delay_over, app);

@@ -144,3 +144,19 @@ cache_put_sent(struct redis_client *rc, int64_t id, const char *message_id,
 	jsonbuf_fini(&value);
 	return ret;
 }
+
+int
+cache_get_sent(struct redis_client *rc, int64_t id, redis_reply_cb cb,
+    void *arg)
+{
+	char key[32];
+	const char *argv[2] = { "GET", key };
+	size_t argvlen[2];
+
+	if (!redis_is_ready(rc))
+		return -1;
+	snprintf(key, sizeof(key), "message:%" PRId64, id);
+	argvlen[0] = 3;
+	argvlen[1] = strlen(key);
+	return redis_command(rc, cb, arg, 2, argv, argvlen);
+}

@@ -131,6 +131,16 @@ const struct config_var config_vars[] = {
 	    shutdown_timeout_ms, "how long SIGTERM waits for work in flight"),
 	ROW_STRING("SWAGGER_DIR", "web/swagger", CONFIG_IMAGE, swagger_dir,
 	    NULL, "where the Swagger UI files are, mapped read-only at start"),
+	ROW_STRING("API_TOKEN", "", CONFIG_SECRET, api_token, NULL,
+	    "when set, every `POST` needs `Authorization: Bearer <token>` "
+	    "(else 401); unset, the mutating endpoints are open (a warning "
+	    "at start says so)"),
+	ROW_STRING("API_TOKEN_FILE", "", 0, api_token_file, NULL,
+	    "read the token from this file (container secrets; one trailing "
+	    "newline is dropped); set one of the two at most"),
+	ROW_BOOL("ATTEMPT_HISTORY", "true", attempt_history,
+	    "record every delivery attempt in `delivery_attempts` (shown by "
+	    "`GET /messages/{id}`), in the statement that writes its outcome"),
 };
 const size_t config_nvars = ARRAY_LEN(config_vars);
 
@@ -465,6 +475,57 @@ config_load_one(struct config *cfg, const struct config_var *var, char *err,
 	return -1;
 }
 
+/* API_TOKEN_FILE into api_token: the secrets convention of containers
+ * (one file, often with a trailing newline). Errors name the file, never
+ * what is in it. */
+static int
+config_load_token_file(struct config *cfg, char *err, size_t errlen)
+{
+	char buf[1025];
+	size_t n;
+	FILE *f;
+
+	if (cfg->api_token_file[0] == '\0')
+		return 0;
+	if (cfg->api_token[0] != '\0') {
+		snprintf(err, errlen,
+		    "API_TOKEN and API_TOKEN_FILE are both set: set one of "
+		    "them");
+		return -1;
+	}
+	if ((f = fopen(cfg->api_token_file, "r")) == NULL) {
+		snprintf(err, errlen, "API_TOKEN_FILE=%s: %s",
+		    cfg->api_token_file, strerror(errno));
+		return -1;
+	}
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	if (n > 0 && buf[n - 1] == '\n')
+		n--;
+	if (n > 0 && buf[n - 1] == '\r')
+		n--;
+	buf[n < sizeof(buf) ? n : sizeof(buf) - 1] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		if (n == sizeof(buf) || !isgraph((unsigned char)buf[i])) {
+			snprintf(err, errlen,
+			    "API_TOKEN_FILE=%s: the token must be one line of "
+			    "at most 1024 printable characters without spaces",
+			    cfg->api_token_file);
+			explicit_bzero(buf, sizeof(buf));
+			return -1;
+		}
+	}
+	if (n == 0) {
+		snprintf(err, errlen, "API_TOKEN_FILE=%s: the file is empty",
+		    cfg->api_token_file);
+		return -1;
+	}
+	free(cfg->api_token);
+	cfg->api_token = xstrdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	return 0;
+}
+
 int
 config_load(struct config *cfg, char *err, size_t errlen)
 {
@@ -474,6 +535,10 @@ config_load(struct config *cfg, char *err, size_t errlen)
 			config_fini(cfg);
 			return -1;
 		}
+	}
+	if (config_load_token_file(cfg, err, errlen) != 0) {
+		config_fini(cfg);
+		return -1;
 	}
 	cfg->webhook_url = xasprintf("%s%s", cfg->webhook_host,
 	    cfg->webhook_path);

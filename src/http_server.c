@@ -213,6 +213,14 @@ http_ctx_new(struct http_server *srv, struct evhttp_request *req)
 }
 
 void
+http_ctx_add_header(struct http_ctx *ctx, const char *name, const char *value)
+{
+	if (ctx->req != NULL)
+		evhttp_add_header(evhttp_request_get_output_headers(ctx->req),
+		    name, value);
+}
+
+void
 http_ctx_finish(struct http_ctx *ctx, int status, json_t *body)
 {
 	http_ctx_detach(ctx, status, body);

@@ -1,5 +1,6 @@
 /* message.c - a message row as the API shows it, and its JSON. */
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "message.h"
@@ -294,8 +295,16 @@ message_put_row(char *p, const struct message *m)
 int
 message_list_write(struct evbuffer *out, const struct message *m, size_t n)
 {
+	return message_page_write(out, m, n, NULL);
+}
+
+/* The cursor is ours (letters, digits, '_'), so it is copied as it is. */
+int
+message_page_write(struct evbuffer *out, const struct message *m, size_t n,
+    const char *next)
+{
 	struct evbuffer_iovec vec;
-	size_t bound = 64;
+	size_t bound = 64 + (next != NULL ? message_string_bound(next) : 0);
 	char *p, *start;
 
 	for (size_t i = 0; i < n; i++)
@@ -318,6 +327,11 @@ message_list_write(struct evbuffer *out, const struct message *m, size_t n)
 		return -1;
 	p = PUT(p, "],\"count\":");
 	p = message_put_int(p, (int64_t)n);
+	p = PUT(p, ",\"next\":");
+	if (next == NULL)
+		p = PUT(p, "null");
+	else if ((p = message_put_string(p, next)) == NULL)
+		return -1;
 	*p++ = '}';
 	vec.iov_len = (size_t)(p - start);
 	return evbuffer_commit_space(out, &vec, 1);
@@ -339,4 +353,50 @@ message_to_json(const struct message *m)
 	    m->sent_at_ms != MESSAGE_NO_TIME ? sent : NULL, "retry_count",
 	    m->retry_count, "created_at", created, "response_id",
 	    m->response_id);
+}
+
+/* A timestamp member, null for MESSAGE_NO_TIME; 0 or -1 (no memory). */
+static int
+message_set_time(json_t *obj, const char *key, int64_t ms)
+{
+	char buf[MESSAGE_TIME_LEN];
+
+	if (ms == MESSAGE_NO_TIME)
+		return json_object_set_new(obj, key, json_null());
+	message_time_format(ms, buf);
+	return json_object_set_new(obj, key, json_string(buf));
+}
+
+json_t *
+message_detail_to_json(const struct message_detail *d)
+{
+	json_t *obj = message_to_json(&d->m);
+	json_t *attempts;
+
+	if (obj == NULL)
+		return NULL;
+	attempts = json_loads(d->attempts != NULL ? d->attempts : "[]", 0,
+	    NULL);
+	if (!json_is_array(attempts)) {
+		json_decref(attempts);
+		json_decref(obj);
+		return NULL;
+	}
+	if (json_object_set_new(obj, "error_message",
+		d->error_message != NULL ? json_string(d->error_message) :
+					   json_null()) != 0 ||
+	    json_object_set_new(obj, "response_code",
+		d->response_code != NULL ?
+		    json_integer(strtoll(d->response_code, NULL, 10)) :
+		    json_null()) != 0 ||
+	    message_set_time(obj, "last_attempt_at", d->last_attempt_at_ms) !=
+		0 ||
+	    message_set_time(obj, "next_attempt_at", d->next_attempt_at_ms) !=
+		0 ||
+	    message_set_time(obj, "updated_at", d->updated_at_ms) != 0 ||
+	    json_object_set_new(obj, "attempts", attempts) != 0) {
+		json_decref(obj);
+		return NULL;
+	}
+	return obj;
 }

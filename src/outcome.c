@@ -70,7 +70,10 @@ outcome_decide(struct outcome *o, const struct webhook_result *res,
 	char *why;
 
 	o->id = res->id;
-	o->code = res->http_status;
+	/* A status line followed by a timeout or a broken body is no answer:
+	 * the attempt has no HTTP status (it used to record the 200). */
+	o->code = res->curl_code == 0 ? res->http_status : 0;
+	o->attempt = attempt;
 	o->response_id = NULL;
 	o->error = NULL;
 	o->delay_ms = 0;

@@ -15,6 +15,7 @@ static const struct {
 	int status;
 	const char *text;
 	const char *retry_after; /* seconds, for the Retry-After header */
+	const char *challenge;	 /* the WWW-Authenticate header */
 } reply_fails[] = {
 	[SVC_OK] = { 200, "ok" },
 	[SVC_INVALID] = { 400, "bad request" },
@@ -25,6 +26,8 @@ static const struct {
 	[SVC_SHUTTING_DOWN] = { 503, "shutting down" },
 	[SVC_INTERNAL] = { 500, "internal error" },
 	[SVC_BUSY] = { 503, "too many requests waiting for the database", "1" },
+	[SVC_UNAUTHORIZED] = { 401, "a valid bearer token is required", NULL,
+	    "Bearer" },
 };
 
 int
@@ -56,6 +59,9 @@ reply_fail_headers(struct evhttp_request *req, enum svc_err err)
 	if (reply_fails[err].retry_after != NULL)
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "Retry-After", reply_fails[err].retry_after);
+	if (reply_fails[err].challenge != NULL)
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "WWW-Authenticate", reply_fails[err].challenge);
 }
 
 const char *

@@ -1,4 +1,5 @@
 /* router.c - a static table of {path, methods, handler}; 404 and 405. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,13 +44,41 @@ router_allow(int methods, char *buf, size_t len)
 	}
 }
 
-/* Exact paths first; then prefix routes (ending in a star), which match anything below
- * the prefix (but not the prefix itself). */
+/* Does a template ("/messages/{id}/retry") match path? Each "{name}"
+ * takes one whole, non-empty segment; the rest must be equal. */
+static bool
+router_template_match(const char *tpl, const char *path)
+{
+	while (*tpl != '\0') {
+		if (*tpl == '{') {
+			const char *close = strchr(tpl, '}');
+
+			if (close == NULL || *path == '/' || *path == '\0')
+				return false;
+			while (*path != '\0' && *path != '/')
+				path++;
+			tpl = close + 1;
+			continue;
+		}
+		if (*tpl++ != *path++)
+			return false;
+	}
+	return *path == '\0';
+}
+
+/* Exact paths first; then templates; then prefix routes (ending in a
+ * star), which match anything below the prefix (but not the prefix
+ * itself). */
 const struct route *
 router_find(const struct route *routes, size_t n, const char *path)
 {
 	for (size_t i = 0; i < n; i++)
-		if (strcmp(routes[i].path, path) == 0)
+		if (strcmp(routes[i].path, path) == 0 &&
+		    strchr(routes[i].path, '{') == NULL)
+			return &routes[i];
+	for (size_t i = 0; i < n; i++)
+		if (strchr(routes[i].path, '{') != NULL &&
+		    router_template_match(routes[i].path, path))
 			return &routes[i];
 	for (size_t i = 0; i < n; i++) {
 		size_t len = strlen(routes[i].path);

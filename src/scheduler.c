@@ -409,6 +409,9 @@ sched_store_row(const struct outcome *o, struct store_outcome *row)
 	row->error = o->error;
 	row->retry_count = o->retry_count;
 	row->delay_ms = o->delay_ms;
+	row->attempt = o->attempt;
+	row->started_ms = o->started_ms;
+	row->finished_ms = o->finished_ms;
 }
 
 static void
@@ -435,6 +438,7 @@ sched_on_flush(evutil_socket_t fd, short what, void *arg)
 		sched_store_row(&s->writing.o[i], &s->rows[i]);
 	s->write_out = true;
 	if (store_record_outcomes(s->pg, s->rows, s->writing.n,
+		s->cfg->attempt_history ? util_instance() : NULL,
 		sched_on_recorded, s) != 0)
 		sched_on_recorded(s, NULL, 0, "database unavailable");
 }
@@ -528,6 +532,8 @@ sched_on_delivered(void *arg, const struct webhook_result *res)
 	    res->retry_after_s > 0)
 		sched_receiver_pause(s, res->retry_after_s * 1000);
 	memcpy(o->lease_token, d->lease_token, sizeof(o->lease_token));
+	o->finished_ms = util_wall_ms();
+	o->started_ms = o->finished_ms - res->elapsed_ms;
 	if (o->warn_no_id)
 		log_warn("scheduler", "webhook accepted without a messageId",
 		    "{s:I, s:i}", "id", (json_int_t)d->id, "status",

@@ -27,6 +27,7 @@
 
 #include <event2/event.h>
 
+#include "cache.h"
 #include "log.h"
 #include "pg.h"
 #include "pgpool.h"
@@ -34,10 +35,15 @@
 #include "scheduler.h"
 #include "service.h"
 #include "store.h"
+#include "timing.h"
 #include "util.h"
 
 /* Most reads one statement answers. */
 #define SERVICE_BATCH_MAX 32
+/* Most failed messages one statement of retry-failed moves: a statement
+ * holds the row locks of its batch, and delivery and other requests
+ * wait behind none of it for long. */
+#define SERVICE_REQUEUE_BATCH 1000
 
 /* One read, waiting here or in a statement. */
 struct service_read {
@@ -56,6 +62,7 @@ struct service_batch {
 };
 
 struct service {
+	struct event_base *base;
 	struct pg_conn *pg;
 	struct pgpool *api;
 	struct redis_client *redis;
@@ -66,10 +73,13 @@ struct service {
 	size_t batches;			  /* statements of reads in flight */
 	size_t queries;			  /* reads waiting or in flight */
 	size_t max_queries;		  /* the bound on them */
-	size_t refused; /* SVC_BUSY answers since the bound was hit */
+	size_t refused;		/* SVC_BUSY answers since the bound was hit */
+	struct event *ev_sweep; /* deletes expired idempotency keys */
+	bool sweeping;		/* a sweep statement is out */
 };
 
 static void service_on_send(evutil_socket_t fd, short what, void *arg);
+static void service_on_sweep(evutil_socket_t fd, short what, void *arg);
 static void service_fail_waiting(struct service *svc, enum svc_err err);
 
 struct service *
@@ -78,6 +88,7 @@ service_new(struct event_base *base, struct pg_conn *pg, struct pgpool *api,
 {
 	struct service *svc = xcalloc(1, sizeof(*svc));
 
+	svc->base = base;
 	svc->ev_send = event_new(base, -1, 0, service_on_send, svc);
 	STAILQ_INIT(&svc->waiting);
 	svc->pg = pg;
@@ -85,6 +96,12 @@ service_new(struct event_base *base, struct pg_conn *pg, struct pgpool *api,
 	svc->redis = redis;
 	svc->sched = sched;
 	svc->max_queries = max_queries > 0 ? max_queries : 1;
+	svc->ev_sweep = evtimer_new(base, service_on_sweep, svc);
+	{
+		struct timeval tv = util_tv(TIMING_SWEEP_FIRST_MS);
+
+		event_add(svc->ev_sweep, &tv);
+	}
 	return svc;
 }
 
@@ -98,6 +115,7 @@ service_free(struct service *svc)
 		return;
 	service_fail_waiting(svc, SVC_SHUTTING_DOWN);
 	event_free(svc->ev_send);
+	event_free(svc->ev_sweep);
 	free(svc);
 }
 
@@ -179,19 +197,27 @@ service_admit(struct service *svc)
 	return SVC_BUSY;
 }
 
-/* Answers r (msgs are borrowed for the call) and gives its place back. */
+/* Gives a place under the bound back. */
 static void
-service_read_finish(struct service *svc, struct service_read *r,
-    enum svc_err err, const struct message *msgs, size_t n)
+service_release(struct service *svc)
 {
-	r->cb(r->arg, err, msgs, n);
-	free(r);
+	assert(svc->queries > 0);
 	svc->queries--;
 	if (svc->refused > 0 && svc->queries <= svc->max_queries / 2) {
 		log_info("service", "API queries below their limit again",
 		    "{s:I}", "refused", (json_int_t)svc->refused);
 		svc->refused = 0;
 	}
+}
+
+/* Answers r (msgs are borrowed for the call) and gives its place back. */
+static void
+service_read_finish(struct service *svc, struct service_read *r,
+    enum svc_err err, const struct message *msgs, size_t n, const char *next)
+{
+	r->cb(r->arg, err, msgs, n, next);
+	free(r);
+	service_release(svc);
 }
 
 static void
@@ -202,7 +228,7 @@ service_fail_list(struct service *svc, struct service_read_list *reads,
 
 	while ((r = STAILQ_FIRST(reads)) != NULL) {
 		STAILQ_REMOVE_HEAD(reads, next);
-		service_read_finish(svc, r, err, NULL, 0);
+		service_read_finish(svc, r, err, NULL, 0, NULL);
 	}
 }
 
@@ -219,7 +245,7 @@ static void service_send_reads(struct service *svc);
 
 static void
 service_on_listed(void *arg, const struct message *msgs, const size_t *counts,
-    size_t npages, const char *err)
+    const char *const *next, size_t npages, const char *err)
 {
 	struct service_batch *b = arg;
 	struct service *svc = b->svc;
@@ -236,7 +262,8 @@ service_on_listed(void *arg, const struct message *msgs, const size_t *counts,
 
 			assert(page <= npages);
 			STAILQ_REMOVE_HEAD(&b->reads, next);
-			service_read_finish(svc, r, SVC_OK, msgs + at, n);
+			service_read_finish(svc, r, SVC_OK, msgs + at, n,
+			    next[page - 1]);
 			at += n;
 		}
 	}
@@ -244,9 +271,18 @@ service_on_listed(void *arg, const struct message *msgs, const size_t *counts,
 	service_send_reads(svc);
 }
 
+/* A read of the plain sent listing, the kind one statement answers many
+ * of; any other goes alone. */
+static bool
+service_read_batches(const struct service_read *r)
+{
+	return r->page.filter == MESSAGE_SENT && !r->page.has_after;
+}
+
 /* Sends waiting reads while a connection has no statement of them in
- * flight, up to SERVICE_BATCH_MAX in each. Runs from the loop (never
- * inside service_list_sent), so it may answer reads. */
+ * flight, up to SERVICE_BATCH_MAX in each (only reads that batch share a
+ * statement). Runs from the loop (never inside service_list), so it may
+ * answer reads. */
 static void
 service_send_reads(struct service *svc)
 {
@@ -265,11 +301,19 @@ service_send_reads(struct service *svc)
 		while (n < SERVICE_BATCH_MAX && !STAILQ_EMPTY(&svc->waiting)) {
 			struct service_read *r = STAILQ_FIRST(&svc->waiting);
 
+			if (n > 0 &&
+			    (!service_read_batches(r) ||
+				!service_read_batches(STAILQ_FIRST(&b->reads))))
+				break;
 			STAILQ_REMOVE_HEAD(&svc->waiting, next);
 			STAILQ_INSERT_TAIL(&b->reads, r, next);
 			pages[n++] = r->page;
 		}
-		if (store_list_sent(pg, pages, n, service_on_listed, b) != 0) {
+		if ((service_read_batches(STAILQ_FIRST(&b->reads)) ?
+			    store_list_sent(pg, pages, n, service_on_listed,
+				b) :
+			    store_list_page(pg, &pages[0], service_on_listed,
+				b)) != 0) {
 			service_fail_list(svc, &b->reads, SVC_UNAVAILABLE);
 			free(b);
 			continue;
@@ -290,12 +334,17 @@ service_on_send(evutil_socket_t fd, short what, void *arg)
 }
 
 enum svc_err
-service_list_sent(struct service *svc, int limit, int offset,
-    service_list_cb cb, void *arg)
+service_list(struct service *svc, enum message_filter filter, int limit,
+    int offset, const char *after, service_list_cb cb, void *arg)
 {
+	struct store_page page = { .limit = limit,
+		.offset = offset,
+		.filter = filter };
 	struct service_read *r;
 	enum svc_err err;
 
+	if (after != NULL && store_cursor_parse(after, filter, &page) != 0)
+		return SVC_INVALID;
 	if (pgpool_ready(svc->api) == 0 && !pg_is_ready(svc->pg))
 		return SVC_UNAVAILABLE;
 	if ((err = service_admit(svc)) != SVC_OK)
@@ -303,10 +352,367 @@ service_list_sent(struct service *svc, int limit, int offset,
 	r = xmalloc(sizeof(*r));
 	r->cb = cb;
 	r->arg = arg;
-	r->page.limit = limit;
-	r->page.offset = offset;
+	r->page = page;
 	svc->queries++;
 	STAILQ_INSERT_TAIL(&svc->waiting, r, next);
 	event_active(svc->ev_send, EV_TIMEOUT, 0);
 	return SVC_OK;
+}
+
+/* ---------------------------------------------------------------- one
+ * statement each: creates, lookups, replays. They count against the same
+ * bound as reads and go to the same connections. */
+
+/* A connection and a place under the bound for one operation. */
+static enum svc_err
+service_begin(struct service *svc, struct pg_conn **pg)
+{
+	enum svc_err err;
+
+	if ((*pg = service_read_conn(svc)) == NULL)
+		return SVC_UNAVAILABLE;
+	if ((err = service_admit(svc)) != SVC_OK)
+		return err;
+	svc->queries++;
+	return SVC_OK;
+}
+
+struct service_op {
+	struct service *svc;
+	union {
+		service_message_cb message;
+		service_detail_cb detail;
+		service_count_cb count;
+	} cb;
+	void *arg;
+	int64_t id;
+	char *cache;		/* the Redis entry, for a lookup */
+	const char *cache_st;	/* static */
+	char *since;		/* for retry-failed */
+	size_t total;		/* requeued so far */
+	struct event *ev_cache; /* the lookup's deadline on Redis */
+	bool cache_pending;	/* its GET has not called back yet */
+	bool row_asked;		/* the row's query went out (or failed) */
+	bool released;		/* answered: its place is given back */
+};
+
+static struct service_op *
+service_op_new(struct service *svc, void *arg)
+{
+	struct service_op *op = xcalloc(1, sizeof(*op));
+
+	op->svc = svc;
+	op->arg = arg;
+	return op;
+}
+
+/* After the answer. A lookup whose Redis GET is still out stays until
+ * that calls back (its callback gets op). */
+static void
+service_op_free(struct service_op *op)
+{
+	if (!op->released) {
+		op->released = true;
+		service_release(op->svc);
+	}
+	if (op->cache_pending)
+		return;
+	if (op->ev_cache != NULL)
+		event_free(op->ev_cache);
+	free(op->cache);
+	free(op->since);
+	free(op);
+}
+
+static void
+service_on_created(void *arg, enum store_created what, const struct message *m,
+    const char *err)
+{
+	struct service_op *op = arg;
+
+	if (err != NULL)
+		op->cb.message(op->arg,
+		    service_db_err("creating a message failed", err), NULL,
+		    false);
+	else if (what == STORE_KEY_MISSING) /* expired between two reads */
+		op->cb.message(op->arg, SVC_CONFLICT, NULL, false);
+	else
+		op->cb.message(op->arg,
+		    what == STORE_KEY_REUSED ? SVC_CONFLICT : SVC_OK, m,
+		    what == STORE_REPLAYED);
+	service_op_free(op);
+}
+
+enum svc_err
+service_create_message(struct service *svc, const char *recipient,
+    const char *content, const char *key, service_message_cb cb, void *arg)
+{
+	struct service_op *op;
+	struct pg_conn *pg;
+	enum svc_err err;
+
+	if ((err = service_begin(svc, &pg)) != SVC_OK)
+		return err;
+	op = service_op_new(svc, arg);
+	op->cb.message = cb;
+	if (store_create_message(pg, recipient, content, key,
+		TIMING_IDEMPOTENCY_TTL_MS, service_on_created, op) != 0) {
+		service_op_free(op);
+		return SVC_UNAVAILABLE;
+	}
+	return SVC_OK;
+}
+
+static void
+service_on_detail(void *arg, const struct message_detail *d, const char *err)
+{
+	struct service_op *op = arg;
+
+	if (err != NULL)
+		op->cb.detail(op->arg,
+		    service_db_err("reading a message failed", err), NULL, NULL,
+		    NULL);
+	else
+		op->cb.detail(op->arg, d != NULL ? SVC_OK : SVC_NOT_FOUND, d,
+		    op->cache, op->cache_st);
+	service_op_free(op);
+}
+
+static void
+service_get_row(struct service_op *op)
+{
+	struct pg_conn *pg = service_read_conn(op->svc);
+
+	op->row_asked = true;
+	if (op->ev_cache != NULL)
+		event_del(op->ev_cache);
+	if (pg == NULL ||
+	    store_get_message(pg, op->id, service_on_detail, op) != 0) {
+		op->cb.detail(op->arg, SVC_UNAVAILABLE, NULL, NULL, NULL);
+		service_op_free(op);
+	}
+}
+
+static void
+service_on_cache(void *arg, const redisReply *reply, const char *err)
+{
+	struct service_op *op = arg;
+
+	op->cache_pending = false;
+	if (op->row_asked) { /* too late: answered "unavailable" */
+		if (op->released)
+			service_op_free(op);
+		return;
+	}
+	if (err != NULL) {
+		op->cache_st = "unavailable";
+	} else if (reply->type == REDIS_REPLY_STRING) {
+		op->cache = xstrndup(reply->str, reply->len);
+		op->cache_st = "hit";
+	} else {
+		op->cache_st = "miss";
+	}
+	service_get_row(op);
+}
+
+/* Redis waited for no longer than TIMING_CACHE_LOOKUP_MS. */
+static void
+service_on_cache_late(evutil_socket_t fd, short what, void *arg)
+{
+	struct service_op *op = arg;
+
+	UNUSED(fd);
+	UNUSED(what);
+	op->cache_st = "unavailable";
+	service_get_row(op);
+}
+
+/* Redis first, so the row (borrowed from its result) and the entry are
+ * both at hand in one callback. A Redis that is not ready costs nothing;
+ * one that is frozen (still ready until its watchdog says otherwise)
+ * costs TIMING_CACHE_LOOKUP_MS at most. */
+enum svc_err
+service_get_message(struct service *svc, int64_t id, service_detail_cb cb,
+    void *arg)
+{
+	struct service_op *op;
+	struct pg_conn *pg;
+	enum svc_err err;
+
+	if ((err = service_begin(svc, &pg)) != SVC_OK)
+		return err;
+	op = service_op_new(svc, arg);
+	op->cb.detail = cb;
+	op->id = id;
+	if (cache_get_sent(svc->redis, id, service_on_cache, op) != 0) {
+		op->cache_st = "unavailable";
+		op->row_asked = true;
+		if (store_get_message(pg, id, service_on_detail, op) != 0) {
+			service_op_free(op);
+			return SVC_UNAVAILABLE;
+		}
+		return SVC_OK;
+	}
+	op->cache_pending = true;
+	op->ev_cache = evtimer_new(svc->base, service_on_cache_late, op);
+	{
+		struct timeval tv = util_tv(TIMING_CACHE_LOOKUP_MS);
+
+		event_add(op->ev_cache, &tv);
+	}
+	return SVC_OK;
+}
+
+static void
+service_on_retried(void *arg, const struct message *m, bool requeued,
+    const char *err)
+{
+	struct service_op *op = arg;
+
+	if (err != NULL) {
+		op->cb.message(op->arg,
+		    service_db_err("requeuing a message failed", err), NULL,
+		    false);
+	} else if (m == NULL) {
+		op->cb.message(op->arg, SVC_NOT_FOUND, NULL, false);
+	} else {
+		if (requeued)
+			log_info("service", "failed message requeued", "{s:I}",
+			    "id", (json_int_t)m->id);
+		op->cb.message(op->arg, requeued ? SVC_OK : SVC_CONFLICT, m,
+		    false);
+	}
+	service_op_free(op);
+}
+
+enum svc_err
+service_retry_message(struct service *svc, int64_t id, service_message_cb cb,
+    void *arg)
+{
+	struct service_op *op;
+	struct pg_conn *pg;
+	enum svc_err err;
+
+	if ((err = service_begin(svc, &pg)) != SVC_OK)
+		return err;
+	op = service_op_new(svc, arg);
+	op->cb.message = cb;
+	if (store_retry_message(pg, id, service_on_retried, op) != 0) {
+		service_op_free(op);
+		return SVC_UNAVAILABLE;
+	}
+	return SVC_OK;
+}
+
+static int service_requeue_batch(struct service_op *op);
+
+static void
+service_on_requeued(void *arg, size_t n, const char *err)
+{
+	struct service_op *op = arg;
+
+	op->total += n;
+	if (err == NULL && n == SERVICE_REQUEUE_BATCH &&
+	    service_requeue_batch(op) == 0)
+		return;
+	if (err != NULL || n == SERVICE_REQUEUE_BATCH) {
+		/* What moved stays moved; the caller may simply ask again. */
+		op->cb.count(op->arg,
+		    service_db_err("requeuing failed messages failed",
+			err != NULL ? err : "database unavailable"),
+		    op->total);
+	} else {
+		log_info("service", "failed messages requeued", "{s:I}",
+		    "count", (json_int_t)op->total);
+		op->cb.count(op->arg, SVC_OK, op->total);
+	}
+	service_op_free(op);
+}
+
+static int
+service_requeue_batch(struct service_op *op)
+{
+	struct pg_conn *pg = service_read_conn(op->svc);
+
+	return pg != NULL ?
+	    store_retry_failed(pg, op->since, SERVICE_REQUEUE_BATCH,
+		service_on_requeued, op) :
+	    -1;
+}
+
+/* A batch at a time until one comes back short: each statement holds at
+ * most SERVICE_REQUEUE_BATCH row locks, and skips rows another instance's
+ * statement holds (it requeues those). */
+enum svc_err
+service_retry_failed(struct service *svc, const char *since,
+    service_count_cb cb, void *arg)
+{
+	struct service_op *op;
+	struct pg_conn *pg;
+	enum svc_err err;
+
+	if ((err = service_begin(svc, &pg)) != SVC_OK)
+		return err;
+	op = service_op_new(svc, arg);
+	op->cb.count = cb;
+	op->since = since != NULL ? xstrdup(since) : NULL;
+	if (service_requeue_batch(op) != 0) {
+		service_op_free(op);
+		return SVC_UNAVAILABLE;
+	}
+	return SVC_OK;
+}
+
+/* ---------------------------------------------------------------- sweep */
+
+static void service_sweep_again(struct service *svc, int64_t ms);
+
+static void
+service_on_swept(void *arg, size_t n, const char *err)
+{
+	struct service *svc = arg;
+
+	svc->sweeping = false;
+	if (err != NULL) {
+		log_warn("service", "deleting expired idempotency keys failed",
+		    "{s:s}", "reason", err);
+	} else if (n > 0) {
+		log_debug("service", "expired idempotency keys deleted",
+		    "{s:I}", "count", (json_int_t)n);
+	}
+	/* A full batch: there may be more, go on at once. */
+	service_sweep_again(svc,
+	    err == NULL && n == TIMING_SWEEP_BATCH ? 0 : TIMING_SWEEP_EVERY_MS);
+}
+
+static void
+service_sweep_again(struct service *svc, int64_t ms)
+{
+	struct timeval tv = util_tv(ms);
+
+	event_add(svc->ev_sweep, &tv);
+}
+
+static void
+service_on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct service *svc = arg;
+	/* Upkeep, not an API read: on the delivery connection, leaving the
+	 * API's own to requests. */
+	struct pg_conn *pg = pg_is_ready(svc->pg) ? svc->pg : NULL;
+
+	UNUSED(fd);
+	UNUSED(what);
+	if (svc->sweeping)
+		return;
+	if (svc->shutting_down || pg == NULL ||
+	    store_sweep_keys(pg, TIMING_IDEMPOTENCY_TTL_MS, TIMING_SWEEP_BATCH,
+		service_on_swept, svc) != 0) {
+		/* The database is away: try again at the next round. */
+		service_sweep_again(svc,
+		    svc->shutting_down ? TIMING_SWEEP_EVERY_MS :
+					 TIMING_SWEEP_FIRST_MS * 10);
+		return;
+	}
+	svc->sweeping = true;
 }

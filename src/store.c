@@ -122,8 +122,10 @@ store_rows(const PGresult *res, const char *err, size_t size, store_row_fn fn,
 	return rows;
 }
 
-int64_t
-store_epoch_ms(const char *text)
+/* The text of extract(epoch FROM ts) as microseconds (exact: the text
+ * has at most 6 decimals); false for NULL, infinity or anything else. */
+static bool
+store_epoch_us(const char *text, int64_t *out)
 {
 	const char *p = text;
 	int64_t secs = 0, us = 0;
@@ -131,7 +133,7 @@ store_epoch_ms(const char *text)
 	int digits = 0;
 
 	if (p == NULL)
-		return MESSAGE_NO_TIME;
+		return false;
 	if ((neg = *p == '-'))
 		p++;
 	/* 13 digits of seconds is year 318857; past it, microseconds would
@@ -149,11 +151,22 @@ store_epoch_ms(const char *text)
 	}
 	/* "Infinity", "NaN", or anything else: no time to show. */
 	if (digits == 0 || digits > 13 || *p != '\0')
-		return MESSAGE_NO_TIME;
+		return false;
 	us += secs * 1000000;
+	*out = neg ? -us : us;
+	return true;
+}
+
+int64_t
+store_epoch_ms(const char *text)
+{
+	int64_t us;
+
+	if (!store_epoch_us(text, &us))
+		return MESSAGE_NO_TIME;
 	/* Milliseconds rounded down, as to_char's MS (also before 1970). */
-	if (neg)
-		return -((us + 999) / 1000);
+	if (us < 0)
+		return -((-us + 999) / 1000);
 	return us / 1000;
 }
 
@@ -206,7 +219,76 @@ struct store_list_call {
 	store_list_cb cb;
 	void *arg;
 	size_t npages;
+	enum message_filter filter;
+	int limits[]; /* each page's */
 };
+
+static const char store_cursor_tags[] = {
+	[MESSAGE_SENT] = 's',
+	[MESSAGE_PENDING] = 'p',
+	[MESSAGE_FAILED] = 'f',
+	[MESSAGE_ALL] = 'a',
+};
+
+/* The cursor after row r (its message from column col): the filter's
+ * tag, then its sort key. Opaque to clients; only store_cursor_parse
+ * reads it. */
+static void
+store_cursor_at(const PGresult *res, int r, int col, enum message_filter f,
+    char *buf)
+{
+	int64_t us = 0;
+
+	if (f == MESSAGE_SENT &&
+	    store_epoch_us(store_text(res, r, col + 4), &us))
+		snprintf(buf, STORE_CURSOR_LEN, "s_%lld_%lld", (long long)us,
+		    (long long)store_int(res, r, col));
+	else
+		snprintf(buf, STORE_CURSOR_LEN, "%c_%lld", store_cursor_tags[f],
+		    (long long)store_int(res, r, col));
+}
+
+/* Digits only, at most 18 of them (so it fits), "-" first when neg. */
+static const char *
+store_cursor_int(const char *p, bool neg, int64_t *out)
+{
+	int64_t v = 0;
+	int digits = 0;
+	bool minus = false;
+
+	if (neg && *p == '-') {
+		minus = true;
+		p++;
+	}
+	for (; *p >= '0' && *p <= '9' && digits < 19; p++, digits++)
+		v = v * 10 + (*p - '0');
+	if (digits == 0 || digits > 18)
+		return NULL;
+	*out = minus ? -v : v;
+	return p;
+}
+
+int
+store_cursor_parse(const char *cursor, enum message_filter filter,
+    struct store_page *page)
+{
+	const char *p = cursor;
+
+	assert((size_t)filter < ARRAY_LEN(store_cursor_tags));
+	if (p[0] != store_cursor_tags[filter] || p[1] != '_')
+		return -1;
+	p += 2;
+	if (filter == MESSAGE_SENT) {
+		if ((p = store_cursor_int(p, true, &page->after_us)) == NULL ||
+		    *p++ != '_')
+			return -1;
+	}
+	if ((p = store_cursor_int(p, false, &page->after_id)) == NULL ||
+	    *p != '\0')
+		return -1;
+	page->has_after = true;
+	return 0;
+}
 
 /* One page: its rows in order. Several: column 0 is the page's number
  * (1-based, in order), the message follows. */
@@ -216,6 +298,9 @@ store_on_listed(void *arg, const PGresult *res, const char *err)
 	struct store_list_call *c = arg;
 	size_t n = err == NULL ? (size_t)PQntuples(res) : 0;
 	size_t *counts = xcalloc(c->npages, sizeof(*counts));
+	int *last = xcalloc(c->npages, sizeof(*last));
+	char(*bufs)[STORE_CURSOR_LEN] = xcalloc(c->npages, sizeof(*bufs));
+	const char **next = xcalloc(c->npages, sizeof(*next));
 	struct message *msgs = n > 0 ? xcalloc(n, sizeof(*msgs)) : NULL;
 	int col = c->npages > 1;
 
@@ -228,12 +313,39 @@ store_on_listed(void *arg, const PGresult *res, const char *err)
 			assert(page < c->npages);
 		}
 		counts[page]++;
+		last[page] = (int)r;
 		store_message_at(res, (int)r, col, &msgs[r]);
 	}
-	c->cb(c->arg, msgs, counts, c->npages, err);
+	/* A full page may have a next one; a short one was the last. */
+	for (size_t p = 0; p < c->npages; p++) {
+		if (counts[p] == 0 || counts[p] < (size_t)c->limits[p])
+			continue;
+		store_cursor_at(res, last[p], col, c->filter, bufs[p]);
+		next[p] = bufs[p];
+	}
+	c->cb(c->arg, msgs, counts, next, c->npages, err);
 	free(counts);
+	free(last);
+	free(bufs);
+	free(next);
 	free(msgs);
 	free(c);
+}
+
+static struct store_list_call *
+store_list_call_new(const struct store_page *pages, size_t n,
+    enum message_filter filter, store_list_cb cb, void *arg)
+{
+	struct store_list_call *c = xmalloc(sizeof(*c) +
+	    n * sizeof(c->limits[0]));
+
+	c->cb = cb;
+	c->arg = arg;
+	c->npages = n;
+	c->filter = filter;
+	for (size_t i = 0; i < n; i++)
+		c->limits[i] = pages[i].limit;
+	return c;
 }
 
 /* Timestamps as epoch seconds (numeric: exact to the microsecond, whatever
@@ -283,15 +395,13 @@ int
 store_list_sent(struct pg_conn *pg, const struct store_page *pages, size_t n,
     store_list_cb cb, void *arg)
 {
-	struct store_list_call *c = xmalloc(sizeof(*c));
+	struct store_list_call *c = store_list_call_new(pages, n, MESSAGE_SENT,
+	    cb, arg);
 	char lim[16], off[16];
 	const char *params[2];
 	int rc;
 
 	assert(n > 0);
-	c->cb = cb;
-	c->arg = arg;
-	c->npages = n;
 	if (n > 1) {
 		rc = store_list_pages(pg, pages, n, c);
 	} else {
@@ -307,6 +417,348 @@ store_list_sent(struct pg_conn *pg, const struct store_page *pages, size_t n,
 	if (rc != 0)
 		free(c);
 	return rc;
+}
+
+/* Each filter's condition and order; its index gives the order, no
+ * sort (messages_sent_idx, messages_pending_id_idx, messages_failed_id_idx,
+ * the primary key). */
+static const struct {
+	const char *where, *order, *after;
+} store_filters[] = {
+	[MESSAGE_SENT] = { "status = 'sent'", "sent_at DESC, id DESC",
+	    " AND (sent_at, id) < ('epoch'::timestamptz"
+	    " + $3::float8 * interval '1 microsecond', $4::bigint)" },
+	[MESSAGE_PENDING] = { "status = 'pending'", "id DESC",
+	    " AND id < $3::bigint" },
+	[MESSAGE_FAILED] = { "status = 'failed'", "id DESC",
+	    " AND id < $3::bigint" },
+	[MESSAGE_ALL] = { "true", "id DESC", " AND id < $3::bigint" },
+};
+
+int
+store_list_page(struct pg_conn *pg, const struct store_page *page,
+    store_list_cb cb, void *arg)
+{
+	struct store_list_call *c = store_list_call_new(page, 1, page->filter,
+	    cb, arg);
+	char lim[16], off[16], us[24], id[24], sql[512];
+	const char *params[4];
+	int nparams = 2;
+	int rc;
+
+	assert((size_t)page->filter < ARRAY_LEN(store_filters));
+	params[0] = store_itoa(page->limit, lim);
+	params[1] = store_itoa(page->offset, off);
+	if (page->has_after) {
+		snprintf(us, sizeof(us), "%lld", (long long)page->after_us);
+		snprintf(id, sizeof(id), "%lld", (long long)page->after_id);
+		if (page->filter == MESSAGE_SENT)
+			params[nparams++] = us;
+		params[nparams++] = id;
+	}
+	snprintf(sql, sizeof(sql),
+	    "SELECT " STORE_LIST_COLUMNS("") " FROM messages WHERE %s%s"
+					     " ORDER BY %s LIMIT $1 OFFSET $2",
+	    store_filters[page->filter].where,
+	    page->has_after ? store_filters[page->filter].after : "",
+	    store_filters[page->filter].order);
+	rc = pg_query(pg, sql, nparams, params, store_on_listed, c);
+	if (rc != 0)
+		free(c);
+	return rc;
+}
+
+/* The listing's columns of a message written by the statement itself. */
+#define STORE_MESSAGE_RETURNING " RETURNING " STORE_LIST_COLUMNS("")
+
+struct store_create_call {
+	store_create_cb cb;
+	void *arg;
+	struct pg_conn *pg;
+	char *recipient, *content, *key;
+	int64_t ttl_ms;
+};
+
+static void
+store_create_call_free(struct store_create_call *c)
+{
+	free(c->recipient);
+	free(c->content);
+	free(c->key);
+	free(c);
+}
+
+/* The second statement, after a key that was there: a statement of its
+ * own, as the first one's snapshot could not see a key another
+ * transaction committed while it waited on that key. Column 0 says
+ * whether the request is the stored one. */
+static void
+store_on_key_found(void *arg, const PGresult *res, const char *err)
+{
+	struct store_create_call *c = arg;
+	struct message m;
+
+	if (err != NULL) {
+		c->cb(c->arg, STORE_KEY_MISSING, NULL, err);
+	} else if (PQntuples(res) == 0) {
+		c->cb(c->arg, STORE_KEY_MISSING, NULL, NULL);
+	} else {
+		store_message_at(res, 0, 1, &m);
+		c->cb(c->arg,
+		    strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? STORE_REPLAYED :
+							      STORE_KEY_REUSED,
+		    &m, NULL);
+	}
+	store_create_call_free(c);
+}
+
+static void
+store_on_created(void *arg, const PGresult *res, const char *err)
+{
+	struct store_create_call *c = arg;
+	const char *params[3] = { c->recipient, c->content, c->key };
+	struct message m;
+
+	if (err == NULL && PQntuples(res) == 0) {
+		/* The key was there (and young): whose message is it? */
+		if (pg_query(c->pg,
+			"SELECT k.recipient = $1 AND k.content = $2, " STORE_LIST_COLUMNS(
+			    "m.") " FROM idempotency_keys k"
+				  " JOIN messages m ON m.id = k.message_id"
+				  " WHERE k.key = $3",
+			3, params, store_on_key_found, c) == 0)
+			return;
+		err = "database unavailable";
+	}
+	if (err != NULL) {
+		c->cb(c->arg, STORE_CREATED, NULL, err);
+	} else {
+		store_message_at(res, 0, 0, &m);
+		c->cb(c->arg, STORE_CREATED, &m, NULL);
+	}
+	store_create_call_free(c);
+}
+
+/* With a key: its row takes the message's id from the sequence, and the
+ * message goes in only when the key's row did. A key whose row is older
+ * than the TTL (not swept yet) is taken over, as if it were gone. */
+int
+store_create_message(struct pg_conn *pg, const char *recipient,
+    const char *content, const char *key, int64_t ttl_ms, store_create_cb cb,
+    void *arg)
+{
+	struct store_create_call *c = xcalloc(1, sizeof(*c));
+	const char *params[4];
+	char ttl[24];
+	int rc;
+
+	c->cb = cb;
+	c->arg = arg;
+	c->pg = pg;
+	c->recipient = xstrdup(recipient);
+	c->content = xstrdup(content);
+	c->key = key != NULL ? xstrdup(key) : NULL;
+	c->ttl_ms = ttl_ms;
+	params[0] = recipient;
+	params[1] = content;
+	if (key == NULL) {
+		rc = pg_query(pg,
+		    "INSERT INTO messages (recipient, content) VALUES ($1, $2)" STORE_MESSAGE_RETURNING,
+		    2, params, store_on_created, c);
+	} else {
+		snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_ms);
+		params[2] = key;
+		params[3] = ttl;
+		rc = pg_query(pg,
+		    "WITH k AS (INSERT INTO idempotency_keys"
+		    "  (key, recipient, content, message_id)"
+		    " VALUES ($3, $1, $2, nextval('messages_id_seq'))"
+		    " ON CONFLICT (key) DO UPDATE SET"
+		    "  recipient = EXCLUDED.recipient,"
+		    "  content = EXCLUDED.content,"
+		    "  message_id = EXCLUDED.message_id, created_at = now()"
+		    " WHERE idempotency_keys.created_at"
+		    "  < now() - $4::bigint * interval '1 millisecond'"
+		    " RETURNING message_id)"
+		    " INSERT INTO messages (id, recipient, content)"
+		    " SELECT message_id, $1, $2 FROM k" STORE_MESSAGE_RETURNING,
+		    4, params, store_on_created, c);
+	}
+	if (rc != 0)
+		store_create_call_free(c);
+	return rc;
+}
+
+struct store_detail_call {
+	store_detail_cb cb;
+	void *arg;
+};
+
+static void
+store_on_detail(void *arg, const PGresult *res, const char *err)
+{
+	struct store_detail_call *c = arg;
+	struct message_detail d;
+
+	if (err != NULL || PQntuples(res) == 0) {
+		c->cb(c->arg, NULL, err);
+		free(c);
+		return;
+	}
+	store_message_at(res, 0, 0, &d.m);
+	d.error_message = store_text(res, 0, 8);
+	d.response_code = store_text(res, 0, 9);
+	d.last_attempt_at_ms = store_epoch_ms(store_text(res, 0, 10));
+	d.next_attempt_at_ms = store_epoch_ms(store_text(res, 0, 11));
+	d.updated_at_ms = store_epoch_ms(store_text(res, 0, 12));
+	d.attempts = store_text(res, 0, 13);
+	c->cb(c->arg, &d, NULL);
+	free(c);
+}
+
+/* The attempts as one JSON array built by the server (one row, one round
+ * trip), oldest first (the order they started). */
+int
+store_get_message(struct pg_conn *pg, int64_t id, store_detail_cb cb, void *arg)
+{
+	struct store_detail_call *c = xmalloc(sizeof(*c));
+	char num[24];
+	const char *params[1] = { num };
+	int rc;
+
+	c->cb = cb;
+	c->arg = arg;
+	snprintf(num, sizeof(num), "%lld", (long long)id);
+	rc = pg_query(pg,
+	    "SELECT " STORE_LIST_COLUMNS(
+		"m.") ", m.error_message, m.response_code,"
+		      " extract(epoch FROM m.last_attempt_at),"
+		      " extract(epoch FROM m.next_attempt_at),"
+		      " extract(epoch FROM m.updated_at),"
+		      " (SELECT coalesce(json_agg(json_build_object("
+		      "  'attempt', a.attempt,"
+		      "  'started_at', " STORE_TS(
+			  "a.started_at") ","
+					  "  'finished_at', " STORE_TS(
+					      "a.finished_at") ","
+							       "  'duration_ms', a.duration_ms,"
+							       "  'response_code', a.response_code,"
+							       "  'error', a.error,"
+							       "  'response_id', a.response_id,"
+							       "  'instance', a.instance) ORDER BY a.started_at, a.finished_at), '[]')"
+							       "  FROM delivery_attempts a WHERE a.message_id = m.id)"
+							       " FROM messages m WHERE m.id = $1",
+	    1, params, store_on_detail, c);
+	if (rc != 0)
+		free(c);
+	return rc;
+}
+
+struct store_retry_call {
+	store_retry_cb cb;
+	void *arg;
+};
+
+/* Column 0 says whether this statement requeued the message. */
+static void
+store_on_retried(void *arg, const PGresult *res, const char *err)
+{
+	struct store_retry_call *c = arg;
+	struct message m;
+
+	if (err != NULL || PQntuples(res) == 0) {
+		c->cb(c->arg, NULL, false, err);
+	} else {
+		store_message_at(res, 0, 1, &m);
+		c->cb(c->arg, &m, strcmp(PQgetvalue(res, 0, 0), "t") == 0,
+		    NULL);
+	}
+	free(c);
+}
+
+/* The columns a requeue sets, for one message and for many. */
+#define STORE_REQUEUE \
+	"UPDATE messages m SET status = 'pending', next_attempt_at = now()," \
+	" retry_count = 0, error_message = NULL, lease_token = NULL," \
+	" lease_until = NULL, updated_at = now()"
+
+/* One statement: the UPDATE when the message is failed, else the row as
+ * it is (409), else nothing (404). */
+int
+store_retry_message(struct pg_conn *pg, int64_t id, store_retry_cb cb,
+    void *arg)
+{
+	struct store_retry_call *c = xmalloc(sizeof(*c));
+	char num[24];
+	const char *params[1] = { num };
+	int rc;
+
+	c->cb = cb;
+	c->arg = arg;
+	snprintf(num, sizeof(num), "%lld", (long long)id);
+	rc = pg_query(pg,
+	    "WITH u AS (" STORE_REQUEUE " WHERE m.id = $1 AND"
+	    " m.status = 'failed' RETURNING " STORE_LIST_COLUMNS(
+		"m.") ")"
+		      " SELECT true, * FROM u"
+		      " UNION ALL SELECT false, " STORE_LIST_COLUMNS(
+			  "") " FROM messages"
+			      " WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM u)",
+	    1, params, store_on_retried, c);
+	if (rc != 0)
+		free(c);
+	return rc;
+}
+
+static void
+store_on_counted(void *arg, const PGresult *res, const char *err)
+{
+	struct store_call *c = arg;
+
+	c->cb.count(c->arg,
+	    err == NULL ?
+		(size_t)strtoull(PQcmdTuples((PGresult *)res), NULL, 10) :
+		0,
+	    err);
+	free(c);
+}
+
+/* SKIP LOCKED: two instances (or two calls) requeuing at once each take
+ * rows the other is not holding, and neither waits. */
+int
+store_retry_failed(struct pg_conn *pg, const char *since, int limit,
+    store_count_cb cb, void *arg)
+{
+	struct store_call *c = store_call_new(arg);
+	char lim[16];
+	const char *params[2] = { since != NULL ? since : "-infinity",
+		store_itoa(limit, lim) };
+
+	c->cb.count = cb;
+	return store_submit(pg,
+	    "WITH b AS (SELECT id FROM messages"
+	    " WHERE status = 'failed' AND updated_at >= $1::timestamptz"
+	    " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) " STORE_REQUEUE
+	    " FROM b WHERE m.id = b.id AND m.status = 'failed'",
+	    2, params, store_on_counted, c);
+}
+
+int
+store_sweep_keys(struct pg_conn *pg, int64_t ttl_ms, int limit,
+    store_count_cb cb, void *arg)
+{
+	struct store_call *c = store_call_new(arg);
+	char lim[16], ttl[24];
+	const char *params[2] = { ttl, store_itoa(limit, lim) };
+
+	snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_ms);
+	c->cb.count = cb;
+	return store_submit(pg,
+	    "DELETE FROM idempotency_keys WHERE key IN ("
+	    " SELECT key FROM idempotency_keys"
+	    " WHERE created_at < now() - $1::bigint * interval '1 millisecond'"
+	    " ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+	    2, params, store_on_counted, c);
 }
 
 static void
@@ -399,6 +851,55 @@ store_on_recorded(void *arg, const PGresult *res, const char *err)
 	free(c);
 }
 
+/* The outcome columns of both forms of the write; o is the unnest of
+ * $1..$8. */
+#define STORE_OUTCOME_SET \
+	"UPDATE messages m SET status = o.status," \
+	" sent_at = CASE WHEN o.status = 'sent' THEN now() ELSE m.sent_at END," \
+	" response_code = o.code," \
+	" response_id = COALESCE(o.response_id, m.response_id)," \
+	" error_message = o.error," \
+	" retry_count = o.retries," \
+	" last_attempt_at = now()," \
+	" next_attempt_at = CASE WHEN o.status = 'pending'" \
+	"  THEN now() + o.delay * interval '1 millisecond'" \
+	"  ELSE m.next_attempt_at END," \
+	" lease_token = NULL, lease_until = NULL, updated_at = now()"
+#define STORE_OUTCOME_WHERE \
+	" WHERE m.id = ANY($1::bigint[]) AND m.id = o.id" \
+	"  AND m.status = 'pending' AND m.lease_token = o.token"
+#define STORE_OUTCOME_RETURNING \
+	" RETURNING m.id, m.status, " STORE_TS("m.sent_at") ", m.response_id"
+
+/* Without history: the UPDATE alone. */
+static const char store_outcome_sql[] = STORE_OUTCOME_SET
+    " FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[],"
+    "  $5::text[], $6::text[], $7::int[], $8::bigint[])"
+    "  AS o(id, token, status, code, response_id, error, retries, delay)" STORE_OUTCOME_WHERE
+	STORE_OUTCOME_RETURNING;
+
+/* With history: the attempts go in by a data-modifying CTE of the same
+ * statement (no extra round trip), one per row the UPDATE changed, so a
+ * late or repeated write records nothing twice. */
+static const char store_outcome_history_sql[] =
+    "WITH u AS (" STORE_OUTCOME_SET
+    " FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[],"
+    "  $5::text[], $6::text[], $7::int[], $8::bigint[])"
+    "  AS o(id, token, status, code, response_id, error, retries, delay)" STORE_OUTCOME_WHERE
+	STORE_OUTCOME_RETURNING ", o.code,"
+    " o.error AS attempt_error, o.response_id AS attempt_rid),"
+    " a AS (INSERT INTO delivery_attempts (message_id, attempt,"
+    "  started_at, finished_at, duration_ms, response_code, error,"
+    "  response_id, instance)"
+    " SELECT u.id, h.attempt,"
+    "  'epoch'::timestamptz + h.started * interval '1 millisecond',"
+    "  'epoch'::timestamptz + h.finished * interval '1 millisecond',"
+    "  greatest(h.finished - h.started, 0), u.code, u.attempt_error,"
+    "  u.attempt_rid, $12"
+    " FROM u JOIN unnest($1::bigint[], $9::int[], $10::bigint[],"
+    "  $11::bigint[]) AS h(id, attempt, started, finished) ON h.id = u.id)"
+    " SELECT u.id, u.status, u.to_char, u.response_id FROM u";
+
 /* The guard is the claim's lease token, which the write clears: a late
  * or repeated write, or one for a message another sender took over,
  * matches nothing. m.id = ANY($1) repeats the join on purpose: it hands
@@ -407,13 +908,14 @@ store_on_recorded(void *arg, const PGresult *res, const char *err)
  * always NULL) it chose to scan the whole table on every write. */
 int
 store_record_outcomes(struct pg_conn *pg, const struct store_outcome *o,
-    size_t n, store_record_cb cb, void *arg)
+    size_t n, const char *instance, store_record_cb cb, void *arg)
 {
 	struct pgarray ids, tokens, statuses, codes, rids, errors, retries,
-	    delays;
+	    delays, attempts, starts, ends;
 	struct pgarray *all[] = { &ids, &tokens, &statuses, &codes, &rids,
-		&errors, &retries, &delays };
-	const char *params[ARRAY_LEN(all)];
+		&errors, &retries, &delays, &attempts, &starts, &ends };
+	const char *params[ARRAY_LEN(all) + 1];
+	size_t nparams = instance != NULL ? ARRAY_LEN(params) : 8;
 	struct store_call *c = store_call_new(arg);
 	int rc;
 
@@ -431,31 +933,19 @@ store_record_outcomes(struct pg_conn *pg, const struct store_outcome *o,
 		pgarray_add(&errors, o[i].error);
 		pgarray_add_int(&retries, o[i].retry_count);
 		pgarray_add_int(&delays, o[i].delay_ms);
+		if (instance == NULL)
+			continue;
+		pgarray_add_int(&attempts, o[i].attempt);
+		pgarray_add_int(&starts, o[i].started_ms);
+		pgarray_add_int(&ends, o[i].finished_ms);
 	}
 	for (size_t k = 0; k < ARRAY_LEN(all); k++)
 		params[k] = pgarray_text(all[k]);
+	params[ARRAY_LEN(all)] = instance;
 	c->cb.record = cb;
-	/* clang-format off */
 	rc = store_submit(pg,
-	    "UPDATE messages m SET status = o.status,"
-	    " sent_at = CASE WHEN o.status = 'sent' THEN now() ELSE m.sent_at END,"
-	    " response_code = o.code,"
-	    " response_id = COALESCE(o.response_id, m.response_id),"
-	    " error_message = o.error,"
-	    " retry_count = o.retries,"
-	    " last_attempt_at = now(),"
-	    " next_attempt_at = CASE WHEN o.status = 'pending'"
-	    "  THEN now() + o.delay * interval '1 millisecond'"
-	    "  ELSE m.next_attempt_at END,"
-	    " lease_token = NULL, lease_until = NULL, updated_at = now()"
-	    " FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[],"
-	    "  $5::text[], $6::text[], $7::int[], $8::bigint[])"
-	    "  AS o(id, token, status, code, response_id, error, retries, delay)"
-	    " WHERE m.id = ANY($1::bigint[]) AND m.id = o.id"
-	    "  AND m.status = 'pending' AND m.lease_token = o.token"
-	    " RETURNING m.id, m.status, " STORE_TS("m.sent_at") ", m.response_id",
-	    (int)ARRAY_LEN(all), params, store_on_recorded, c);
-	/* clang-format on */
+	    instance != NULL ? store_outcome_history_sql : store_outcome_sql,
+	    (int)nparams, params, store_on_recorded, c);
 	for (size_t k = 0; k < ARRAY_LEN(all); k++)
 		pgarray_fini(all[k]);
 	return rc;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -104,6 +105,22 @@ struct util_second {
 	char text[40];
 	size_t len;
 };
+
+const char *
+util_instance(void)
+{
+	static char name[300];
+
+	if (name[0] == '\0') {
+		char host[256];
+
+		if (gethostname(host, sizeof(host)) != 0)
+			strcpy(host, "unknown");
+		host[sizeof(host) - 1] = '\0';
+		snprintf(name, sizeof(name), "%s:%ld", host, (long)getpid());
+	}
+	return name;
+}
 
 static int64_t
 util_floor_div(int64_t a, int64_t b)

@@ -97,7 +97,7 @@ class ApiTest(IntegrationTest):
 
     def test_wrong_method_405_with_allow(self):
         for method, path, allow in (("DELETE", "/health", "GET, HEAD, OPTIONS"),
-                                    ("POST", "/messages", "GET, HEAD, OPTIONS"),
+                                    ("DELETE", "/messages", "GET, HEAD, POST, OPTIONS"),
                                     ("GET", "/messages/start", "POST, OPTIONS"),
                                     ("PATCH", "/messages/stop", "POST, OPTIONS"),
                                     ("PUT", "/health", "GET, HEAD, OPTIONS"),
@@ -160,7 +160,7 @@ class ApiTest(IntegrationTest):
         self.assertEqual(doc["messages"][0]["content"], "m50")
         self.assertEqual(doc["messages"][-1]["content"], "m1")
         code, doc = self.svc.json("GET", "/messages?limit=5&offset=1000")
-        self.assertEqual((code, doc), (200, {"messages": [], "count": 0}))
+        self.assertEqual((code, doc), (200, {"messages": [], "count": 0, "next": None}))
 
     def test_unicode_content_round_trips(self):
         self.psql("INSERT INTO messages (recipient, content, status, sent_at) "

@@ -351,6 +351,12 @@ REQUIRED: list[tuple[str, Callable[[Verdict, dict], bool]]] = [
     ("HEAD /messages", _is("HEAD /messages")),
     ("POST /messages/start 200", _is("POST /messages/start", 200)),
     ("POST /messages/stop 200", _is("POST /messages/stop", 200)),
+    ("POST /messages 201", _is("POST /messages", 201)),
+    ("POST /messages 400", _is("POST /messages", 400)),
+    ("GET /messages/{id} 200", _is("GET /messages/{id}", 200)),
+    ("GET /messages/{id} 404", _is("GET /messages/{id}", 404)),
+    ("POST /messages/{id}/retry 200", _is("POST /messages/{id}/retry", 200)),
+    ("POST /messages/retry-failed 200", _is("POST /messages/retry-failed", 200)),
     ("404 unknown path", _is("(router) unknown path", 404)),
     ("405 wrong method", _is("(router) wrong method", 405)),
     ("204 OPTIONS", _is("(router) OPTIONS", 204)),
@@ -373,6 +379,12 @@ FALLBACK_REQUESTS: list[tuple[str, str, str, Any]] = [
     ("db", "GET", "/messages?limit=1&limit=2", None),
     ("db", "POST", "/messages/start", None),
     ("db", "POST", "/messages/stop", None),
+    ("db", "POST", "/messages", {"recipient": "+905551111111", "content": "hi"}),
+    ("db", "POST", "/messages", {"recipient": "x"}),
+    ("db", "GET", "/messages/1", None),
+    ("db", "GET", "/messages/999999", None),
+    ("db", "POST", "/messages/5/retry", None),
+    ("db", "POST", "/messages/retry-failed", None),
     ("db", "GET", "/no/such/path", None),
     ("db", "DELETE", "/health", None),
     ("db", "GET", "/messages/start", None),
@@ -465,6 +477,21 @@ class OpenApiLintTest(unittest.TestCase):
                 except (KeyError, IndexError, ValueError):
                     self.fail(f"{where}: $ref {ref} points at nothing")
         targets = {ref for ref, _ in refs}
+        # Security schemes are named by security requirements, not by $ref.
+        def security_names(node: Any) -> set[str]:
+            out: set[str] = set()
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    if k == "security" and isinstance(v, list):
+                        out |= {name for req in v if isinstance(req, dict) for name in req}
+                    else:
+                        out |= security_names(v)
+            elif isinstance(node, list):
+                for v in node:
+                    out |= security_names(v)
+            return out
+
+        targets |= {f"#/components/securitySchemes/{n}" for n in security_names(spec)}
         unused = [f"#/components/{kind}/{name}"
                   for kind, items in (spec.get("components") or {}).items()
                   for name in (items or {})
@@ -557,7 +584,8 @@ class OpenApiResponsesTest(IntegrationTest):
                         '6f1c2a9e-0b7d-4c1e-9a51-3c1f0e2d4b88'),
                        ('+14155550100', 'Meeting moved to 3 pm ✓', 'sent', now(), 2, NULL),
                        ('+14155550101', 'sent by hand, no time', 'sent', NULL, 0, NULL),
-                       ('+14155550102', 'still pending', 'pending', NULL, 0, NULL);
+                       ('+14155550102', 'still pending', 'pending', NULL, 0, NULL),
+                       ('+14155550103', 'failed for good', 'failed', NULL, 5, NULL);
             """)
         for kind, method, path, body in FALLBACK_REQUESTS:
             if kind not in groups:

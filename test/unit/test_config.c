@@ -361,6 +361,7 @@ test_log_fields(void)
 	clear_env();
 	setenv("REDIS_PASSWORD", "hunter2redis", 1);
 	setenv("WEBHOOK_AUTH_KEY", "hunter2key", 1);
+	setenv("API_TOKEN", "hunter2token", 1);
 	setenv("DATABASE_DSN",
 	    "postgres://u:hunter2dsn@db:5432/x?"
 	    "sslmode=disable&sslpassword=hunter2ssl",
@@ -653,6 +654,42 @@ test_dsn_matches_libpq(void)
 	}
 }
 
+/* API_TOKEN_FILE: read, one trailing newline dropped; never with
+ * API_TOKEN; a missing or empty file stops start-up, and no error shows
+ * the token. */
+static void
+test_token_file(void)
+{
+	char path[] = "/tmp/gopulse-token-XXXXXX";
+	struct config c;
+	char err[256];
+	int fd = mkstemp(path);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+
+	CHECK(f != NULL);
+	if (f == NULL)
+		return;
+	fputs("hunter2file\n", f);
+	fclose(f);
+	clear_env();
+	setenv("API_TOKEN_FILE", path, 1);
+	CHECK(config_load(&c, err, sizeof(err)) == 0);
+	CHECK_STR(c.api_token, "hunter2file");
+	config_fini(&c);
+	setenv("API_TOKEN", "other", 1);
+	CHECK(config_load(&c, err, sizeof(err)) != 0);
+	CHECK(strstr(err, "both") != NULL && strstr(err, "hunter2") == NULL);
+	unsetenv("API_TOKEN");
+	f = fopen(path, "w");
+	fclose(f);
+	CHECK(config_load(&c, err, sizeof(err)) != 0);
+	CHECK(strstr(err, "empty") != NULL);
+	unlink(path);
+	CHECK(config_load(&c, err, sizeof(err)) != 0);
+	CHECK(strstr(err, "API_TOKEN_FILE") != NULL);
+	clear_env();
+}
+
 int
 main(void)
 {
@@ -666,6 +703,7 @@ main(void)
 	RUN(test_every_row);
 	RUN(test_load_var);
 	RUN(test_log_fields);
+	RUN(test_token_file);
 	RUN(test_markdown);
 	RUN(test_dsn_bad);
 	RUN(test_dsn_secrets);

@@ -107,7 +107,8 @@ list_jansson(const struct message *m, size_t n)
 
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(arr, message_to_json(&m[i]));
-	j = json_pack("{s:o, s:I}", "messages", arr, "count", (json_int_t)n);
+	j = json_pack("{s:o, s:I, s:n}", "messages", arr, "count",
+	    (json_int_t)n, "next");
 	s = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	return s;
@@ -135,14 +136,14 @@ test_message_json(void)
 	    "\"response_id\":\"b1c2\"},{\"id\":7,\"recipient\":\"+15550001111\","
 	    "\"content\":\"Hi\",\"status\":\"sent\",\"sent_at\":null,"
 	    "\"retry_count\":0,\"created_at\":\"2026-11-27T09:00:00.000Z\","
-	    "\"response_id\":null}],\"count\":2}");
+	    "\"response_id\":null}],\"count\":2,\"next\":null}");
 	ref = list_jansson(m, 2);
 	CHECK_STR(s, ref);
 	free(ref);
 	free(s);
 	s = list_text(NULL, 0, &rc);
 	CHECK(rc == 0);
-	CHECK_STR(s, "{\"messages\":[],\"count\":0}");
+	CHECK_STR(s, "{\"messages\":[],\"count\":0,\"next\":null}");
 	free(s);
 }
 
@@ -302,6 +303,7 @@ test_service_errors(void)
 		{ SVC_SHUTTING_DOWN, 503, "shutting down" },
 		{ SVC_INTERNAL, 500, "internal error" },
 		{ SVC_BUSY, 503, "too many requests waiting for the database" },
+		{ SVC_UNAUTHORIZED, 401, "a valid bearer token is required" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -332,6 +334,12 @@ test_service_errors(void)
 			CHECK_STR(ra, "1");
 		else
 			CHECK(ra == NULL);
+		ra = evhttp_find_header(evhttp_request_get_output_headers(req),
+		    "WWW-Authenticate");
+		if (cases[i].err == SVC_UNAUTHORIZED)
+			CHECK_STR(ra, "Bearer");
+		else
+			CHECK(ra == NULL);
 		evhttp_request_free(req);
 	}
 	/* A detail replaces the standard message, never the status. */
@@ -342,6 +350,84 @@ test_service_errors(void)
 		    "limit: 1 to 100");
 		json_decref(b);
 	}
+}
+
+/* Templates take one whole segment; exact paths win over them. */
+static void
+test_router_templates(void)
+{
+	const struct route *r;
+
+	r = router_find(api_routes, api_routes_count, "/messages/42");
+	CHECK(r != NULL && strcmp(r->path, "/messages/{id}") == 0);
+	r = router_find(api_routes, api_routes_count, "/messages/abc/retry");
+	CHECK(r != NULL && strcmp(r->path, "/messages/{id}/retry") == 0);
+	r = router_find(api_routes, api_routes_count, "/messages/start");
+	CHECK(r != NULL && strcmp(r->path, "/messages/start") == 0);
+	r = router_find(api_routes, api_routes_count, "/messages/retry-failed");
+	CHECK(r != NULL && strcmp(r->path, "/messages/retry-failed") == 0);
+	CHECK(router_find(api_routes, api_routes_count, "/messages//retry") ==
+	    NULL);
+	CHECK(router_find(api_routes, api_routes_count,
+		  "/messages/1/retry/x") == NULL);
+	CHECK(router_find(api_routes, api_routes_count, "/messages/1/") ==
+	    NULL);
+}
+
+static void
+test_query_ids_and_since(void)
+{
+	static const char *const bad_ids[] = { "", "abc", "-1", "1e3", "+1",
+		"1.0", " 1", "9223372036854775808", "12345678901234567890" };
+	static const char *const bad_since[] = { "since=yesterday",
+		"since=2026-13-01T00:00:00Z", "since=2026-01-01",
+		"since=2026-01-01T00:00:00", "since=2026-01-01T25:00:00Z",
+		"since=2026-01-01T00:00:00.Z", "since=a&since=b" };
+	struct query_list ql;
+	char since[40], err[128];
+	int64_t id;
+
+	CHECK(query_parse_id("42", &id) == 0 && id == 42);
+	CHECK(query_parse_id("9223372036854775807", &id) == 0 &&
+	    id == INT64_MAX);
+	for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++)
+		CHECK(query_parse_id(bad_ids[i], &id) != 0);
+	CHECK(query_parse_since("since=2026-11-29T10:00:00.5%2B03:00", since,
+		  err, sizeof(err)) == 0);
+	CHECK_STR(since, "2026-11-29T10:00:00.5+03:00");
+	CHECK(query_parse_since(NULL, since, err, sizeof(err)) == 0 &&
+	    since[0] == '\0');
+	for (size_t i = 0; i < sizeof(bad_since) / sizeof(bad_since[0]); i++)
+		CHECK(query_parse_since(bad_since[i], since, err,
+			  sizeof(err)) != 0);
+	CHECK(query_parse_listing("status=failed&after=f_9&limit=5", &ql, err,
+		  sizeof(err)) == 0);
+	CHECK(ql.filter == MESSAGE_FAILED && ql.limit == 5);
+	CHECK_STR(ql.after, "f_9");
+	CHECK(query_parse_listing(NULL, &ql, err, sizeof(err)) == 0);
+	CHECK(ql.filter == MESSAGE_SENT && ql.after[0] == '\0');
+	CHECK(query_parse_listing("status=Sent", &ql, err, sizeof(err)) != 0);
+}
+
+/* A cursor belongs to its listing's order. */
+static void
+test_cursors(void)
+{
+	struct store_page p = { 0 };
+
+	CHECK(store_cursor_parse("s_1795773600123000_42", MESSAGE_SENT, &p) ==
+	    0);
+	CHECK(p.has_after && p.after_us == 1795773600123000 &&
+	    p.after_id == 42);
+	CHECK(store_cursor_parse("s_-5_1", MESSAGE_SENT, &p) == 0 &&
+	    p.after_us == -5);
+	CHECK(store_cursor_parse("f_7", MESSAGE_FAILED, &p) == 0 &&
+	    p.after_id == 7);
+	CHECK(store_cursor_parse("f_7", MESSAGE_PENDING, &p) != 0);
+	CHECK(store_cursor_parse("a_7x", MESSAGE_ALL, &p) != 0);
+	CHECK(store_cursor_parse("s_7", MESSAGE_SENT, &p) != 0);
+	CHECK(store_cursor_parse("p_", MESSAGE_PENDING, &p) != 0);
+	CHECK(store_cursor_parse("p_-1", MESSAGE_PENDING, &p) != 0);
 }
 
 int
@@ -356,5 +442,8 @@ main(void)
 	RUN(test_message_time);
 	RUN(test_store_epoch);
 	RUN(test_service_errors);
+	RUN(test_router_templates);
+	RUN(test_query_ids_and_since);
+	RUN(test_cursors);
 	return harness_done();
 }

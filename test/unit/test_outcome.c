@@ -84,6 +84,27 @@ test_retryable(void)
 	}
 }
 
+/* A 200 status line whose body never came in time is not an answer: no
+ * HTTP status is recorded, and the attempt counts as failed. */
+static void
+test_timeout_after_status_has_no_code(void)
+{
+	struct webhook_result r = http(200, NULL);
+	struct outcome o;
+
+	r.curl_code = 28;
+	r.error = "Operation timed out after 1000 milliseconds";
+	outcome_decide(&o, &r, 0, 5, 5000, -1);
+	CHECK(o.kind == OUTCOME_RETRY);
+	CHECK(o.code == 0);
+	CHECK(o.attempt == 1);
+	outcome_fini(&o);
+	r = http(202, "{\"messageId\":\"x\"}");
+	outcome_decide(&o, &r, 3, 5, 5000, -1);
+	CHECK(o.kind == OUTCOME_SENT && o.code == 202 && o.attempt == 4);
+	outcome_fini(&o);
+}
+
 static void
 test_transport_error_retries(void)
 {
@@ -256,6 +277,7 @@ main(void)
 	RUN(test_2xx_without_id_is_still_sent);
 	RUN(test_retryable);
 	RUN(test_transport_error_retries);
+	RUN(test_timeout_after_status_has_no_code);
 	RUN(test_permanent_4xx);
 	RUN(test_gives_up_after_max_attempts);
 	RUN(test_outage_holds_the_last_attempt);
