@@ -73,6 +73,10 @@ outcome_decide(struct outcome *o, const struct webhook_result *res,
 		o->kind = OUTCOME_SENT;
 		o->response_id = outcome_message_id(res);
 		o->warn_no_id = o->response_id == NULL;
+		/* Delivered, but the reply was not one we could read whole:
+		 * kept with the message, as the reply error it is. */
+		if (res->error != NULL)
+			o->error = xstrdup(res->error);
 		return;
 	}
 	if (res->curl_code != 0)

@@ -166,8 +166,6 @@ webhook_on_write(char *data, size_t size, size_t nmemb, void *arg)
 	size_t room = WEBHOOK_BODY_MAX - x->body_len;
 	size_t keep = n < room ? n : room;
 
-	if (keep < n)
-		x->body_truncated = true;
 	/* Chunks come in up to WEBHOOK_RECV_BUFFER bytes. */
 	if (keep > 0) {
 		char *body = realloc(x->body, x->body_len + keep + 1);
@@ -179,8 +177,13 @@ webhook_on_write(char *data, size_t size, size_t nmemb, void *arg)
 		x->body_len += keep;
 		x->body[x->body_len] = '\0';
 	}
-	/* Anything short of n fails the transfer: the excess is dropped on
-	 * purpose, the answer still counts. */
+	/* Past the cap, stop reading: a short count ends the transfer
+	 * (CURLE_WRITE_ERROR). Draining a reply we do not keep would hold
+	 * the loop for as long as the far end cares to send. */
+	if (keep < n) {
+		x->body_truncated = true;
+		return keep;
+	}
 	return n;
 }
 
@@ -400,6 +403,11 @@ webhook_report(struct webhook_xfer *x)
 		res.body_len = 0;
 		res.body_truncated = false;
 		res.retry_after_s = -1;
+	} else if (x->code == CURLE_WRITE_ERROR && x->body_truncated) {
+		/* We cut it: the status line and headers came whole, so the
+		 * answer stands; only the reply body is in error. */
+		res.curl_code = CURLE_OK;
+		res.error = WEBHOOK_REPLY_TOO_LARGE;
 	} else if (x->code != CURLE_OK) {
 		res.error = x->errbuf[0] ? x->errbuf :
 					   curl_easy_strerror(x->code);

@@ -27,6 +27,10 @@
 #define RECV_MAX_BODY (1024 * 1024)
 #define RECV_MAX_HEADERS (16 * 1024)
 #define RECV_TIMEOUT_S 30
+/* Mode huge: a 200 whose body is this many zero blocks (256 MiB), all
+ * references to one static block, so it costs us no memory. */
+#define RECV_HUGE_BLOCK (64 * 1024)
+#define RECV_HUGE_BLOCKS 4096
 
 enum recv_mode {
 	RECV_ACCEPT,
@@ -36,12 +40,14 @@ enum recv_mode {
 	RECV_GARBAGE,
 	RECV_NOJSON,
 	RECV_FAIL_THEN_ACCEPT,
+	RECV_HUGE,
 	RECV_MODE_COUNT
 };
 
 /* clang-format off */
 static const char *const recv_mode_names[RECV_MODE_COUNT] = {
 	"accept", "status", "slow", "hang", "garbage", "nojson", "fail_then_accept",
+	"huge",
 };
 /* clang-format on */
 
@@ -292,6 +298,21 @@ recv_accept(struct recv_app *app, struct evhttp_request *req, json_t *entry)
 	    json_pack("{s:s,s:s}", "message", "Accepted", "messageId", id));
 }
 
+/* A hostile far end: 200 and a body far larger than any client should
+ * read. A client that hangs up early just frees the connection. */
+static void
+recv_huge(struct evhttp_request *req)
+{
+	static const char block[RECV_HUGE_BLOCK];
+	struct evbuffer *out = evhttp_request_get_output_buffer(req);
+
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "application/octet-stream");
+	for (int i = 0; i < RECV_HUGE_BLOCKS; i++)
+		evbuffer_add_reference(out, block, sizeof(block), NULL, NULL);
+	evhttp_send_reply(req, 200, NULL, NULL);
+}
+
 /* Frees s but never touches s->req: that belongs to evhttp. */
 static void
 recv_slow_free(struct recv_app *app, struct recv_slow *s)
@@ -387,6 +408,10 @@ recv_on_webhook(struct recv_app *app, struct evhttp_request *req)
 	case RECV_NOJSON:
 		recv_done(app, entry, 202);
 		evhttp_send_reply(req, 202, NULL, NULL);
+		break;
+	case RECV_HUGE:
+		recv_done(app, entry, 200);
+		recv_huge(req);
 		break;
 	default:
 		recv_accept(app, req, entry);
@@ -616,7 +641,7 @@ main(int argc, char **argv)
 			printf(
 			    "usage: webhook-receiver [--bind ADDR] [--port N] [--path /webhook] "
 			    "[--mode MODE] [--status CODE] [--delay-ms N] [--retry-after N] [--fail-count N] "
-			    "[--quiet]\nmodes: accept status slow hang garbage nojson fail_then_accept\n"
+			    "[--quiet]\nmodes: accept status slow hang garbage nojson fail_then_accept huge\n"
 			    "env: RECEIVER_BIND RECEIVER_PORT RECEIVER_PATH RECEIVER_MODE\n");
 			return 0;
 		} else {

@@ -548,7 +548,7 @@ class Receiver(_Proc):
         return json.loads(data)
 
     def set(self, **settings: Any) -> dict:
-        """PUT /_control: mode (accept status slow hang garbage nojson fail_then_accept),
+        """PUT /_control: mode (accept status slow hang garbage nojson fail_then_accept huge),
         status, delay_ms, retry_after (None clears), fail_count. Returns the new settings."""
         return self._call("PUT", "/_control", settings)
 

@@ -66,6 +66,21 @@ test_2xx_without_id_is_still_sent(void)
 }
 
 static void
+test_2xx_with_a_cut_reply_is_sent_with_its_error(void)
+{
+	struct webhook_result r = http(200, "{\"messageId\":\"abc");
+	struct outcome o;
+
+	r.body_truncated = true;
+	r.error = WEBHOOK_REPLY_TOO_LARGE;
+	outcome_decide(&o, &r, 0, 5, 5000);
+	CHECK(o.kind == OUTCOME_SENT);
+	CHECK(o.response_id == NULL);
+	CHECK_STR(o.error, WEBHOOK_REPLY_TOO_LARGE);
+	outcome_fini(&o);
+}
+
+static void
 test_retryable(void)
 {
 	static const long codes[] = { 408, 429, 500, 502, 503, 504, 599, 301 };
@@ -219,6 +234,7 @@ main(void)
 {
 	RUN(test_2xx_is_sent);
 	RUN(test_2xx_without_id_is_still_sent);
+	RUN(test_2xx_with_a_cut_reply_is_sent_with_its_error);
 	RUN(test_retryable);
 	RUN(test_transport_error_retries);
 	RUN(test_permanent_4xx);

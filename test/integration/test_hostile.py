@@ -1,0 +1,51 @@
+"""What a hostile or unusual environment must not do to the service (issue 11): a
+receiver that answers with an endless body, an https receiver, a DSN with its own
+options, SIGHUP, a dropped table, a role without CREATE, a low fd limit."""
+
+import time
+
+from harness import MessagesTest, http_request, wait_until
+
+FAST = {
+    "PRODUCER_INTERVAL": "0",
+    "SCHEDULER_INTERVAL": "100ms",
+    "SCHEDULER_BATCH_SIZE": "0",
+    "RETRY_BASE_DELAY": "100ms",
+    "WEBHOOK_TIMEOUT": "20s",
+}
+
+
+class HostileTest(MessagesTest):
+    FAST = FAST
+
+    def row(self, mid, cols):
+        return self.psql(f"SELECT {cols} FROM messages WHERE id = {mid}")[0]
+
+
+# ---------------------------------------------------------------- a reply without end
+
+
+class HugeReplyTest(HostileTest):
+    """A receiver answering 200 with a 256 MiB body: the service keeps 64 KiB of a reply,
+    so it must stop reading there, not drain the rest on its only thread."""
+
+    def test_reply_is_cut_at_the_cap(self):
+        self.create_schema()
+        self.receiver.set(mode="huge")
+        svc = self.start()
+        self.insert(1)
+        t0 = time.monotonic()
+        self.wait_counts({"sent": 1})
+        took = time.monotonic() - t0
+        status, code, err, rid = self.row(1, "status, response_code, error_message, response_id")
+        # The receiver said 200: the message reached it and is not sent again;
+        # the reply itself is the error, and it is recorded.
+        self.assertEqual((status, code, rid), ("sent", "200", None))
+        self.assertIsNotNone(err)
+        self.assertIn("reply body", err)
+        self.assertEqual(len(self.receiver.requests()), 1)
+        # Reading 256 MiB takes the loop about a second; 64 KiB nothing.
+        self.assertLess(took, 2.0)
+        ok, _, _ = http_request("127.0.0.1", svc.port, "GET", "/health")
+        self.assertEqual(ok, 200)
+        self.assertEqual(svc.stop(), 0)
