@@ -46,6 +46,8 @@ main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	/* libevent and hiredis write to sockets without MSG_NOSIGNAL. */
 	signal(SIGPIPE, SIG_IGN);
+	/* Until the loop handles it (app.c), a hang-up must not kill us. */
+	signal(SIGHUP, SIG_IGN);
 	if (argc > 1) {
 		if (strcmp(argv[1], "healthcheck") == 0)
 			return healthcheck_run();

@@ -2,6 +2,7 @@
 receiver that answers with an endless body, an https receiver, a DSN with its own
 options, SIGHUP, a dropped table, a role without CREATE, a low fd limit."""
 
+import signal
 import time
 
 from harness import MessagesTest, http_request, wait_until
@@ -49,3 +50,29 @@ class HugeReplyTest(HostileTest):
         ok, _, _ = http_request("127.0.0.1", svc.port, "GET", "/health")
         self.assertEqual(ok, 200)
         self.assertEqual(svc.stop(), 0)
+
+
+# ---------------------------------------------------------------- SIGHUP
+
+
+class SighupTest(HostileTest):
+    """A terminal hang-up or an operator's `kill -HUP` (the usual "reopen your logs")
+    must not end the service: there is nothing to reopen, so it says so and goes on."""
+
+    def test_sighup_is_logged_and_survived(self):
+        self.create_schema()
+        svc = self.start()
+        svc.signal(signal.SIGHUP)
+        entry = svc.wait_log("SIGHUP ignored")
+        self.assertEqual(entry["level"], "info")
+        self.assertTrue(svc.alive)
+        self.insert(2)
+        self.wait_counts({"sent": 2})
+        status, _, _ = svc.request("GET", "/health")
+        self.assertEqual(status, 200)
+        # Not a second shutdown signal either: the drain ends normally.
+        svc.signal(signal.SIGTERM)
+        svc.wait_log("shutting down")
+        svc.signal(signal.SIGHUP)
+        self.assertEqual(svc.wait_exit(), 0)
+        self.assertEqual(svc.find_logs("second signal, exiting now"), [])
