@@ -99,7 +99,8 @@ void config_fini(struct config *cfg);
 /* The effective configuration as one JSON object, a member per variable
  * (secrets masked); what config_log writes. */
 json_t *config_json(const struct config *cfg);
-void config_log(const struct config *cfg);
+/* The line also carries open_files_limit, the soft RLIMIT_NOFILE. */
+void config_log(const struct config *cfg, long open_files_limit);
 
 /* The README's configuration table (Markdown), or the table as JSON for
  * tests: `gopulse-messages --config-table[=json]`. */

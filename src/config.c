@@ -553,9 +553,15 @@ config_json(const struct config *cfg)
 }
 
 void
-config_log(const struct config *cfg)
+config_log(const struct config *cfg, long open_files_limit)
 {
-	log_info("config", "effective configuration", "o", config_json(cfg));
+	json_t *obj = config_json(cfg);
+
+	/* Not a setting, but what the process may hold open: read with the
+	 * configuration when connections are refused. */
+	json_object_set_new(obj, "open_files_limit",
+	    json_integer(open_files_limit));
+	log_info("config", "effective configuration", "o", obj);
 }
 
 /* " (0–1023)", " (0 or 10ms–24h; secret)": what the README adds to a

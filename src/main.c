@@ -95,7 +95,7 @@ main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level(cfg.log_level);
-	config_log(&cfg);
+	config_log(&cfg, util_raise_nofile());
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
 		log_error("app", "curl_global_init failed", NULL);
 		config_fini(&cfg);

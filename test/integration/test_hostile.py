@@ -2,7 +2,9 @@
 receiver that answers with an endless body, an https receiver, a DSN with its own
 options, SIGHUP, a dropped table, a role without CREATE, a low fd limit."""
 
+import resource
 import signal
+import socket
 import time
 
 from harness import MessagesTest, http_request, wait_until
@@ -76,3 +78,44 @@ class SighupTest(HostileTest):
         svc.signal(signal.SIGHUP)
         self.assertEqual(svc.wait_exit(), 0)
         self.assertEqual(svc.find_logs("second signal, exiting now"), [])
+
+
+# ---------------------------------------------------------------- the fd limit
+
+
+class NofileTest(HostileTest):
+    """Each client connection is a descriptor. Started with a low soft RLIMIT_NOFILE (a
+    shell's `ulimit -n 1024`), the service must raise it to the hard limit itself, say
+    so, and keep answering with more connections open than the soft limit allowed."""
+
+    SOFT = 256
+    CONNS = 600
+
+    def test_soft_limit_raised_to_hard(self):
+        self.create_schema()
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and hard < 2 * self.CONNS:
+            self.skipTest(f"hard RLIMIT_NOFILE {hard} too low for this test")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.SOFT, hard))
+        try:
+            svc = self.start()
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        cfg = svc.wait_log("effective configuration")
+        with open(f"/proc/{svc.pid}/limits") as f:
+            line = next(x for x in f if x.startswith("Max open files"))
+        have_soft, have_hard = line.split()[3:5]
+        self.assertEqual(have_soft, have_hard)
+        self.assertEqual(str(cfg["open_files_limit"]), have_soft)
+        conns = []
+        try:
+            for _ in range(self.CONNS):
+                conns.append(socket.create_connection(("127.0.0.1", svc.port), timeout=5))
+            t0 = time.monotonic()
+            status, _, _ = svc.request("GET", "/health", timeout=3)
+            self.assertEqual(status, 200)
+            self.assertLess(time.monotonic() - t0, 1.0)
+        finally:
+            for c in conns:
+                c.close()
+        self.assertEqual(svc.stop(), 0)
