@@ -119,3 +119,43 @@ class NofileTest(HostileTest):
             for c in conns:
                 c.close()
         self.assertEqual(svc.stop(), 0)
+
+
+# ---------------------------------------------------------------- the schema
+
+
+class SchemaTest(HostileTest):
+    """schema_migrations is only a record: the tables it vouches for are checked on
+    connect, and a service whose schema is current needs no right to create anything."""
+
+    def test_role_without_create_runs_a_current_schema(self):
+        self.create_schema()
+        # What a deployment whose owner migrated it leaves: every file recorded.
+        self.psql("CREATE TABLE schema_migrations (version text PRIMARY KEY, "
+                  "applied_at timestamptz NOT NULL DEFAULT now()); "
+                  "INSERT INTO schema_migrations (version) SELECT v FROM "
+                  "unnest(ARRAY['001_schema', '002_updated_at']) v")
+        role = f"nocreate_{self.db}"[:63]
+        self.pg.psql("postgres", f"DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN")
+
+        def drop_role():
+            if self.pg.running:
+                self.psql(f"DROP OWNED BY {role}")
+                self.pg.psql("postgres", f"DROP ROLE IF EXISTS {role}")
+
+        self.addCleanup(drop_role)
+        self.psql(f"""
+            REVOKE CREATE ON DATABASE {self.db} FROM PUBLIC;
+            REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+            GRANT USAGE ON SCHEMA public TO {role};
+            GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {role};
+            GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role};""")
+        # The role really cannot create.
+        self.assertEqual(self.psql(f"SELECT has_database_privilege('{role}', '{self.db}', "
+                                   f"'CREATE'), has_schema_privilege('{role}', 'public', "
+                                   f"'CREATE')"), [("f", "f")])
+        svc = self.start(DATABASE_DSN=self.dsn.replace("postgres://postgres@", f"postgres://{role}@"))
+        self.insert(2)
+        self.wait_counts({"sent": 2})
+        self.assertEqual(svc.find_logs("schema migration failed"), [])
+        self.assertEqual(svc.stop(), 0)
