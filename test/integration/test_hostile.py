@@ -128,6 +128,26 @@ class SchemaTest(HostileTest):
     """schema_migrations is only a record: the tables it vouches for are checked on
     connect, and a service whose schema is current needs no right to create anything."""
 
+    def test_dropped_table_is_recreated_on_restart(self):
+        svc = self.start()
+        self.assertEqual(svc.stop(), 0)
+        self.psql("DROP TABLE messages")
+        svc = self.start()
+        entry = svc.wait_log("schema incomplete, applying every migration again")
+        self.assertEqual(entry["missing"], "messages")
+        code, doc = svc.json("GET", "/ready")
+        self.assertEqual((code, doc["database"]), (200, "ready"))
+        self.insert(2)
+        self.wait_counts({"sent": 2})
+        # 002 ran after 001 again: no trigger left behind.
+        self.assertEqual(self.psql("SELECT count(*) FROM pg_trigger WHERE tgrelid = "
+                                   "'messages'::regclass AND NOT tgisinternal"), [("0",)])
+        self.assertEqual(svc.stop(), 0)
+        # And the next start finds it whole again.
+        svc = self.start()
+        self.assertEqual(svc.find_logs("schema incomplete, applying every migration again"), [])
+        self.assertEqual(svc.stop(), 0)
+
     def test_role_without_create_runs_a_current_schema(self):
         self.create_schema()
         # What a deployment whose owner migrated it leaves: every file recorded.
