@@ -2,10 +2,12 @@
 receiver that answers with an endless body, an https receiver, a DSN with its own
 options, SIGHUP, a dropped table, a role without CREATE, a low fd limit."""
 
+import json
 import resource
 import signal
 import socket
 import time
+import urllib.parse
 
 from harness import MessagesTest, http_request, wait_until
 
@@ -178,4 +180,41 @@ class SchemaTest(HostileTest):
         self.insert(2)
         self.wait_counts({"sent": 2})
         self.assertEqual(svc.find_logs("schema migration failed"), [])
+        self.assertEqual(svc.stop(), 0)
+
+
+# ---------------------------------------------------------------- the DSN's options
+
+
+class DsnOptionsTest(HostileTest):
+    """`options` in DATABASE_DSN are the operator's: the service sets its
+    statement_timeout per transaction (set_config), never through `options`, so
+    whatever the DSN says reaches the server untouched."""
+
+    def dsn_with(self, options):
+        return self.dsn + "&options=" + urllib.parse.quote(options)
+
+    def test_search_path_is_kept(self):
+        self.psql("CREATE SCHEMA other")
+        svc = self.start(DATABASE_DSN=self.dsn_with("-c search_path=other"))
+        self.assertEqual(self.psql("SELECT to_regclass('other.messages') IS NOT NULL, "
+                                   "to_regclass('public.messages') IS NULL"), [("t", "t")])
+        self.psql("SET search_path = other; INSERT INTO messages (recipient, content) "
+                  "VALUES ('+15550000001', 'in other')")
+        wait_until(lambda: self.psql("SELECT status FROM other.messages") == [("sent",)],
+                   10, 0.1, "the message in schema other sent")
+        self.assertEqual(svc.stop(), 0)
+
+    def test_read_only_is_kept(self):
+        self.create_schema()
+        self.psql("CREATE TABLE schema_migrations (version text PRIMARY KEY, "
+                  "applied_at timestamptz NOT NULL DEFAULT now()); "
+                  "INSERT INTO schema_migrations (version) SELECT v FROM "
+                  "unnest(ARRAY['001_schema', '002_updated_at']) v")
+        self.insert(1)
+        svc = self.start(DATABASE_DSN=self.dsn_with(
+            "-c default_transaction_read_only=on -c search_path=public"))
+        svc.wait_log(lambda e: "read-only transaction" in json.dumps(e))
+        self.assertEqual(self.counts(), {"pending": 1})
+        self.assertEqual(self.receiver.requests(), [])
         self.assertEqual(svc.stop(), 0)
