@@ -63,8 +63,11 @@ $(BUILD)/obj/openapi_doc.c: openapi.yaml scripts/embed-openapi.py | $(BUILD)/obj
 $(BUILD)/obj/openapi_doc.o: $(BUILD)/obj/openapi_doc.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# The receiver also speaks https (--tls-port), for the tests of TLS webhooks.
+RECEIVER_PKGS := libevent_openssl openssl
 $(RECEIVER): test/receiver.c | $(BUILD)/obj
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(CFLAGS) $(shell pkg-config --cflags $(RECEIVER_PKGS)) $(LDFLAGS) \
+	    -o $@ $< $(LDLIBS) $(shell pkg-config --libs $(RECEIVER_PKGS))
 
 $(BUILD)/test/unit_%: test/unit/%.c test/unit/harness.h $(LIBOBJS) | $(BUILD)/test
 	$(CC) $(CFLAGS) -Itest/unit $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)

@@ -60,6 +60,11 @@ void webhook_free(struct webhook *wh);
 int webhook_post(struct webhook *wh, int64_t id, const char *to,
     const char *content, webhook_done_cb cb, void *arg) MUSTCHECK;
 
+/* The CAs an https receiver's certificate must chain to (a PEM file),
+ * instead of curl's default bundle; NULL or "" = the default. For posts
+ * after the call: call it right after webhook_new. */
+void webhook_set_ca_file(struct webhook *wh, const char *path);
+
 size_t webhook_inflight(const struct webhook *wh);
 /* concurrency - inflight */
 size_t webhook_capacity(const struct webhook *wh);

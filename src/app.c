@@ -172,6 +172,7 @@ app_new(const struct config *cfg)
 	app->webhook = webhook_new(app->base, cfg->webhook_url,
 	    cfg->webhook_auth_key, cfg->webhook_timeout_ms,
 	    cfg->webhook_concurrency);
+	webhook_set_ca_file(app->webhook, cfg->webhook_ca_file);
 	app->producer = prod_new(app->base, app->pg, cfg->producer_interval_ms);
 	app->sched = sched_new(app->base, cfg, app->pg, app->webhook,
 	    app->redis);

@@ -2,14 +2,20 @@
 receiver that answers with an endless body, an https receiver, a DSN with its own
 options, SIGHUP, a dropped table, a role without CREATE, a low fd limit."""
 
+import ctypes
 import json
+import os
 import resource
 import signal
 import socket
+import subprocess
+import tempfile
 import time
 import urllib.parse
+from pathlib import Path
 
-from harness import MessagesTest, http_request, wait_until
+from harness import (SERVICE_BIN, MessagesTest, Receiver, http_request, tmp_root,
+                     wait_until)
 
 FAST = {
     "PRODUCER_INTERVAL": "0",
@@ -218,3 +224,116 @@ class DsnOptionsTest(HostileTest):
         self.assertEqual(self.counts(), {"pending": 1})
         self.assertEqual(self.receiver.requests(), [])
         self.assertEqual(svc.stop(), 0)
+
+
+# ---------------------------------------------------------------- https
+
+
+def make_tls(dirname):
+    """A CA made here and now, and a certificate it signed for 127.0.0.1:
+    returns (ca.pem, server chain pem, server key pem)."""
+    d = Path(dirname)
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60,
+                       stdin=subprocess.DEVNULL)
+
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"), "-days", "2",
+            "-subj", "/CN=gopulse test CA")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"),
+            "-subj", "/CN=127.0.0.1")
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"),
+            "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-out", str(d / "server.pem"),
+            "-days", "2", "-extfile", str(d / "ext.cnf"))
+    return str(d / "ca.pem"), str(d / "server.pem"), str(d / "server.key")
+
+
+class FileOpens:
+    """Counts the opens of one file (inotify IN_OPEN), by any process."""
+
+    IN_OPEN = 0x20
+
+    def __init__(self, path):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self.libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0 or self.libc.inotify_add_watch(self.fd, os.fsencode(path),
+                                                      self.IN_OPEN) < 0:
+            raise OSError(ctypes.get_errno(), "inotify")
+        self.count = 0
+
+    def poll(self):
+        while True:
+            try:
+                data = os.read(self.fd, 4096)
+            except BlockingIOError:
+                return self.count
+            self.count += len(data) // 16  # a file watch's events carry no name
+
+    def close(self):
+        os.close(self.fd)
+
+
+class HttpsTest(HostileTest):
+    """An https receiver trusted through WEBHOOK_CA_FILE (a CA made by the test). The
+    CA store is read once, not for every new TLS connection: each read is a file
+    read and a parse on the loop (~19 ms for Debian's bundle)."""
+
+    N = 20
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = tempfile.mkdtemp(prefix="tls-", dir=tmp_root())
+        self.ca, cert, key = make_tls(self.tmp)
+        self.tls_receiver = Receiver(tls=(cert, key))
+        self.addCleanup(self.tls_receiver.cleanup)
+
+    def env(self, **more):
+        env = dict(WEBHOOK_HOST=self.tls_receiver.https_url, WEBHOOK_CA_FILE=self.ca,
+                   WEBHOOK_CONCURRENCY=str(self.N))
+        env.update(more)
+        return env
+
+    def test_delivers_over_https_and_reads_the_ca_once(self):
+        self.create_schema()
+        # Each request held 300 ms: N requests at once need N connections.
+        self.tls_receiver.set(mode="slow", delay_ms=300)
+        opens = FileOpens(self.ca)
+        self.addCleanup(opens.close)
+        svc = self.start(**self.env(LOG_LEVEL="debug"))  # new_connections is logged at debug
+        self.insert(self.N)
+        self.wait_counts({"sent": self.N})
+        reqs = self.tls_receiver.requests()
+        self.assertEqual(len(reqs), self.N)
+        self.assertEqual(len({r["headers"]["webhook-id"] for r in reqs}), self.N)
+        conns = sum(e.get("new_connections", 0) for e in svc.find_logs("request finished"))
+        self.assertGreaterEqual(conns, self.N // 2)
+        self.assertEqual(opens.poll(), 1, f"the CA file was read {opens.count} times "
+                         f"for {conns} connections")
+        self.assertEqual(svc.stop(), 0)
+
+    def test_untrusted_certificate_is_a_transport_error(self):
+        self.create_schema()
+        # Without WEBHOOK_CA_FILE: curl's default bundle, also read once.
+        bundle = "/etc/ssl/certs/ca-certificates.crt"
+        opens = FileOpens(bundle) if os.path.exists(bundle) else None
+        if opens:
+            self.addCleanup(opens.close)
+        svc = self.start(**self.env(WEBHOOK_CA_FILE=None, MAX_ATTEMPTS="1"))
+        self.insert(self.N)
+        self.wait_counts({"failed": self.N})
+        if opens:
+            self.assertEqual(opens.poll(), 1)
+        err = self.row(1, "error_message")[0]
+        self.assertIn("certificate", err.lower())
+        self.assertEqual(self.tls_receiver.requests(), [])
+        self.assertEqual(svc.stop(), 0)
+
+    def test_unreadable_ca_file_stops_start(self):
+        p = subprocess.run([str(SERVICE_BIN), "--check-config"], capture_output=True,
+                           text=True, timeout=10,
+                           env={"PATH": "/usr/bin:/bin", "WEBHOOK_CA_FILE": "/nonexistent/ca.pem"})
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("WEBHOOK_CA_FILE", p.stderr)
