@@ -156,7 +156,12 @@ webhook_parse_retry_after(const char *value, int64_t now)
 	t = curl_getdate(buf, &tnow);
 	if (t < 0)
 		return -1;
-	return t > tnow ? (int64_t)(t - tnow) : 0;
+	if (t <= tnow)
+		return 0;
+	/* A date in the year 10^9 is as absurd as a huge delta: the same
+	 * cap, so no caller multiplies something near INT64_MAX. */
+	return t - tnow >= WEBHOOK_DELTA_MAX ? WEBHOOK_DELTA_MAX :
+					       (int64_t)(t - tnow);
 }
 
 /* ---- curl's callbacks: they record, they never call back into curl ---- */

@@ -1,5 +1,6 @@
 /* test_outcome.c - how an attempt's result decides the message's fate,
  * the retry schedule, and the array literals that carry outcomes. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,6 +79,17 @@ test_2xx_with_a_cut_reply_is_sent_with_its_error(void)
 	CHECK(o.response_id == NULL);
 	CHECK_STR(o.error, WEBHOOK_REPLY_TOO_LARGE);
 	outcome_fini(&o);
+}
+
+/* Found by fuzz_reply: seconds whose milliseconds overflow int64_t. */
+static void
+test_huge_retry_after_is_capped(void)
+{
+	CHECK(outcome_retry_delay_ms(1, 100, 34905276037096620LL) ==
+	    TIMING_RETRY_MAX_DELAY_MS);
+	CHECK(outcome_retry_delay_ms(1, 100, INT64_MAX) ==
+	    TIMING_RETRY_MAX_DELAY_MS);
+	CHECK(outcome_retry_delay_ms(1, 100, 3600) == 3600 * 1000);
 }
 
 static void
@@ -235,6 +247,7 @@ main(void)
 	RUN(test_2xx_is_sent);
 	RUN(test_2xx_without_id_is_still_sent);
 	RUN(test_2xx_with_a_cut_reply_is_sent_with_its_error);
+	RUN(test_huge_retry_after_is_capped);
 	RUN(test_retryable);
 	RUN(test_transport_error_retries);
 	RUN(test_permanent_4xx);
