@@ -81,6 +81,7 @@ TAILQ_HEAD(webhook_xfer_list, webhook_xfer);
 struct webhook {
 	struct event_base *base;
 	CURLM *multi;
+	CURLSH *share; /* TLS sessions, for every handle */
 	struct event *ev_timer;
 	struct event *ev_deliver;
 	char *url;
@@ -443,6 +444,8 @@ webhook_destroy(struct webhook *wh)
 	/* cleanup closes cached connections through our socket and timer
 	 * callbacks, so everything they touch is still alive here. */
 	curl_multi_cleanup(wh->multi);
+	/* Last: no easy handle uses it any more. */
+	curl_share_cleanup(wh->share);
 	while (!LIST_EMPTY(&wh->socks))
 		webhook_sock_free(LIST_FIRST(&wh->socks));
 	event_free(wh->ev_timer);
@@ -505,6 +508,14 @@ webhook_new(struct event_base *base, const char *url, const char *auth_key,
 	if ((wh->multi = curl_multi_init()) == NULL)
 		webhook_oom();
 	m = wh->multi;
+	/* The connection cache is the multi handle's already; TLS sessions
+	 * are each easy handle's unless shared: shared, a new connection
+	 * resumes one (an abbreviated handshake, no chain to verify again)
+	 * whichever handle made it. One thread: no lock callbacks. */
+	if ((wh->share = curl_share_init()) == NULL ||
+	    curl_share_setopt(wh->share, CURLSHOPT_SHARE,
+		CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK)
+		webhook_oom();
 	curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, webhook_on_socket);
 	curl_multi_setopt(m, CURLMOPT_SOCKETDATA, wh);
 	curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, webhook_on_timer_set);
@@ -579,6 +590,7 @@ webhook_setup(struct webhook *wh, struct webhook_xfer *x)
 	 * here rather than left to curl's default (24 h, also how soon a
 	 * replaced file is read again). */
 	rc |= curl_easy_setopt(e, CURLOPT_CA_CACHE_TIMEOUT, WEBHOOK_CA_CACHE_S);
+	rc |= curl_easy_setopt(e, CURLOPT_SHARE, wh->share);
 	return rc != CURLE_OK ? -1 : 0;
 }
 

@@ -205,6 +205,23 @@ recv_headers_json(struct evhttp_request *req)
 }
 
 /* Appends the request to the log; returns a borrowed entry or NULL. */
+/* On the https listener: whether the client resumed an earlier TLS
+ * session (an abbreviated handshake, no certificate checked again). */
+static int
+recv_record_tls(json_t *e, struct evhttp_request *req)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	struct bufferevent *bev = conn != NULL ?
+	    evhttp_connection_get_bufferevent(conn) :
+	    NULL;
+	SSL *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
+
+	if (ssl == NULL)
+		return 0;
+	return json_object_set_new(e, "tls_resumed",
+	    json_boolean(SSL_session_reused(ssl)));
+}
+
 static json_t *
 recv_record(struct recv_app *app, struct evhttp_request *req)
 {
@@ -235,6 +252,7 @@ recv_record(struct recv_app *app, struct evhttp_request *req)
 	if (b == NULL)
 		bad |= json_object_set_new(e, "body_invalid_utf8", json_true());
 	bad |= json_object_set_new(e, "status", json_null());
+	bad |= recv_record_tls(e, req);
 	if (bad)
 		json_decref(e);
 	if (bad || json_array_append_new(app->log, e) != 0) {

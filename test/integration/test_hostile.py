@@ -314,6 +314,25 @@ class HttpsTest(HostileTest):
                          f"for {conns} connections")
         self.assertEqual(svc.stop(), 0)
 
+    def test_new_connections_resume_the_tls_session(self):
+        self.create_schema()
+        svc = self.start(**self.env())
+        self.insert(1)
+        self.wait_counts({"sent": 1})
+        first = self.tls_receiver.wait_requests(1)[0]
+        self.assertIs(first["tls_resumed"], False)
+        # N at once, each held: new connections, from handles that never met this
+        # receiver, resume the session the first one got.
+        self.tls_receiver.set(mode="slow", delay_ms=300)
+        self.insert(self.N, "more")
+        self.wait_counts({"sent": self.N + 1})
+        later = self.tls_receiver.requests()[1:]
+        resumed = [r for r in later if r["tls_resumed"]]
+        # At most one request reuses the first (full-handshake) connection.
+        self.assertGreaterEqual(len(resumed), self.N - 1,
+                                [r["tls_resumed"] for r in later])
+        self.assertEqual(svc.stop(), 0)
+
     def test_untrusted_certificate_is_a_transport_error(self):
         self.create_schema()
         # Without WEBHOOK_CA_FILE: curl's default bundle, also read once.
