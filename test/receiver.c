@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,8 +219,12 @@ recv_record_tls(json_t *e, struct evhttp_request *req)
 
 	if (ssl == NULL)
 		return 0;
+	/* Which connection: tells a new one from a kept-alive one (the
+	 * address is unique while the connection lives). */
 	return json_object_set_new(e, "tls_resumed",
-	    json_boolean(SSL_session_reused(ssl)));
+		   json_boolean(SSL_session_reused(ssl))) |
+	    json_object_set_new(e, "tls_connection",
+		json_integer((json_int_t)(uintptr_t)conn));
 }
 
 static json_t *
