@@ -32,8 +32,9 @@ struct app {
 	struct api api; /* what the handlers get */
 	struct event *ev_sigterm;
 	struct event *ev_sigint;
-	struct event *ev_delay; /* SHUTDOWN_DELAY is over: drain */
-	struct event *ev_drain; /* checks whether draining is over */
+	struct event *ev_sighup; /* noted, never fatal */
+	struct event *ev_delay;	 /* SHUTDOWN_DELAY is over: drain */
+	struct event *ev_drain;	 /* checks whether draining is over */
 	int64_t drain_deadline_ms;
 	int exit_code;
 };

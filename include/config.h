@@ -27,6 +27,7 @@ struct config {
 	char *webhook_path; /* with exactly one leading '/' */
 	char *webhook_url;  /* host and path joined with one '/' */
 	char *webhook_auth_key;
+	char *webhook_ca_file; /* "" = curl's default bundle */
 	int port;
 	char *bind_addr;
 	int64_t producer_interval_ms; /* 0 = producer off */
@@ -105,7 +106,8 @@ void config_fini(struct config *cfg);
 /* The effective configuration as one JSON object, a member per variable
  * (secrets masked); what config_log writes. */
 json_t *config_json(const struct config *cfg);
-void config_log(const struct config *cfg);
+/* The line also carries open_files_limit, the soft RLIMIT_NOFILE. */
+void config_log(const struct config *cfg, long open_files_limit);
 
 /* The README's configuration table (Markdown), or the table as JSON for
  * tests: `gopulse-messages --config-table[=json]`. */

@@ -31,6 +31,10 @@ struct http_server *http_server_new(struct event_base *base,
     int64_t request_timeout_ms);
 int http_server_listen(struct http_server *srv, const char *addr,
     int port) MUSTCHECK;
+/* Accepts on a socket already listening (the fuzzer's Unix socket: the
+ * whole request path without a port); it is closed with the server. */
+int http_server_listen_fd(struct http_server *srv,
+    evutil_socket_t fd) MUSTCHECK;
 /* Draining: close the listener; keep-alive requests get 503 + close. */
 void http_server_stop_accepting(struct http_server *srv);
 /* Requests still waiting for an answer. */

@@ -15,7 +15,7 @@ struct outcome {
 	enum outcome_kind kind;
 	long code;	     /* HTTP status, 0 when none */
 	char *response_id;   /* the reply's messageId; owned, may be NULL */
-	char *error;	     /* owned, NULL when sent */
+	char *error;	     /* owned; when sent, NULL or a reply error */
 	int64_t delay_ms;    /* until the next attempt, for OUTCOME_RETRY */
 	int retry_count;     /* after this attempt */
 	int attempt;	     /* this attempt's number, 1-based */

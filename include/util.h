@@ -38,4 +38,8 @@ uint64_t util_rand_below(uint64_t n);
 int64_t util_backoff_ms(int64_t base_ms, int64_t cap_ms, unsigned attempt,
     unsigned jitter_pct);
 
+/* Raises the soft RLIMIT_NOFILE to the hard one; returns the soft limit
+ * in force afterwards (LONG_MAX for unlimited), -1 when it cannot be read. */
+long util_raise_nofile(void);
+
 #endif

@@ -18,19 +18,22 @@
 
 #include "common.h"
 
-/* Largest reply body kept; the rest is read and dropped. */
+/* Largest reply body kept; a longer reply is cut there (the transfer
+ * ends) and reported with body_truncated and WEBHOOK_REPLY_TOO_LARGE. */
 #define WEBHOOK_BODY_MAX (64 * 1024)
+#define WEBHOOK_REPLY_TOO_LARGE "reply body over 65536 bytes: transfer cut"
 
 struct webhook_result {
 	int64_t id;
 	long http_status; /* 0 when no HTTP answer */
 	int curl_code;	  /* CURLE_OK or the error */
-	/* curl's error text or a short reason; NULL on CURLE_OK */
+	/* curl's error text or a short reason; NULL on CURLE_OK, except
+	 * WEBHOOK_REPLY_TOO_LARGE with the answer's real status */
 	const char *error;
 	/* Reply body, NUL-terminated, "" when none; borrowed for the call */
 	const char *body;
 	size_t body_len;
-	bool body_truncated; /* more than WEBHOOK_BODY_MAX came */
+	bool body_truncated; /* more than WEBHOOK_BODY_MAX came: cut */
 	/* Retry-After (delta-seconds or HTTP-date), -1 when absent/invalid */
 	int64_t retry_after_s;
 	int64_t elapsed_ms; /* from the post, queueing included */
@@ -56,6 +59,11 @@ void webhook_free(struct webhook *wh);
  * exactly once, never inside webhook_post. */
 int webhook_post(struct webhook *wh, int64_t id, const char *to,
     const char *content, webhook_done_cb cb, void *arg) MUSTCHECK;
+
+/* The CAs an https receiver's certificate must chain to (a PEM file),
+ * instead of curl's default bundle; NULL or "" = the default. For posts
+ * after the call: call it right after webhook_new. */
+void webhook_set_ca_file(struct webhook *wh, const char *path);
 
 size_t webhook_inflight(const struct webhook *wh);
 /* concurrency - inflight */

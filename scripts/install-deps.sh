@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages of the given roles from packages.txt that are missing.
 #
-#   scripts/install-deps.sh ROLE...      roles: build runtime dev
+#   scripts/install-deps.sh ROLE...      roles: build runtime dev fuzz
 #
 # Quiet and fast when everything is already installed (one dpkg-query call), so
 # `make run` can call it every time.  As root it installs what is missing with
@@ -13,7 +13,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 list="$here/../packages.txt"
 
 if [ "$#" -eq 0 ]; then
-	echo "usage: $0 ROLE...   (roles: build runtime dev)" >&2
+	echo "usage: $0 ROLE...   (roles: build runtime dev fuzz)" >&2
 	exit 2
 fi
 if [ "${SKIP_DEPS:-0}" = 1 ]; then

@@ -126,6 +126,21 @@ app_on_signal(evutil_socket_t sig, short what, void *arg)
 	app_drain(app);
 }
 
+/* SIGHUP usually asks a daemon to reopen its log file; ours logs to
+ * stdout and has nothing to reopen or reload (the environment is fixed at
+ * start), so the signal is noted and otherwise ignored, in every state:
+ * left at its default it would end the process with work in flight. */
+static void
+app_on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+	UNUSED(sig);
+	UNUSED(what);
+	UNUSED(arg);
+	log_info("app", "SIGHUP ignored", "{s:s}", "reason",
+	    "logs go to stdout and the environment is read once: nothing to "
+	    "reopen or reload");
+}
+
 struct app *
 app_new(const struct config *cfg)
 {
@@ -158,6 +173,7 @@ app_new(const struct config *cfg)
 	app->webhook = webhook_new(app->base, cfg->webhook_url,
 	    cfg->webhook_auth_key, cfg->webhook_timeout_ms,
 	    cfg->webhook_concurrency);
+	webhook_set_ca_file(app->webhook, cfg->webhook_ca_file);
 	app->producer = prod_new(app->base, app->pg, cfg->producer_interval_ms);
 	app->sched = sched_new(app->base, cfg, app->pg, app->webhook,
 	    app->redis);
@@ -178,6 +194,7 @@ app_new(const struct config *cfg)
 		    NULL);
 	app->ev_sigterm = evsignal_new(app->base, SIGTERM, app_on_signal, app);
 	app->ev_sigint = evsignal_new(app->base, SIGINT, app_on_signal, app);
+	app->ev_sighup = evsignal_new(app->base, SIGHUP, app_on_sighup, app);
 	app->ev_delay = evtimer_new(app->base, app_on_delay_over, app);
 	app->ev_drain = event_new(app->base, -1, EV_PERSIST, app_on_drain_check,
 	    app);
@@ -193,6 +210,7 @@ app_run(struct app *app)
 {
 	event_add(app->ev_sigterm, NULL);
 	event_add(app->ev_sigint, NULL);
+	event_add(app->ev_sighup, NULL);
 	pg_start(app->pg);
 	pgpool_start(app->apipool);
 	redis_start(app->redis);
@@ -228,6 +246,7 @@ app_free(struct app *app)
 	docs_free(app->docs);
 	event_free(app->ev_sigterm);
 	event_free(app->ev_sigint);
+	event_free(app->ev_sighup);
 	event_free(app->ev_delay);
 	event_free(app->ev_drain);
 	event_base_free(app->base);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "dsn.h"
@@ -41,7 +42,7 @@
 	ROW(name, CONFIG_STRING, dflt, 0, 0, flags, f, char *, parse, doc)
 
 static config_parse_fn config_parse_redis_addr, config_parse_webhook_host,
-    config_parse_webhook_path, config_parse_bind_addr;
+    config_parse_webhook_path, config_parse_bind_addr, config_parse_ca_file;
 
 /* The README's order; docker-compose.yml passes them in the same order. */
 const struct config_var config_vars[] = {
@@ -83,6 +84,11 @@ const struct config_var config_vars[] = {
 	    webhook_timeout_ms, "whole-request timeout per attempt"),
 	ROW_INT("WEBHOOK_CONCURRENCY", "64", 1, 4096, webhook_concurrency,
 	    "most webhook requests in flight"),
+	ROW_STRING("WEBHOOK_CA_FILE", "", 0, webhook_ca_file,
+	    config_parse_ca_file,
+	    "PEM file of the CAs an `https` webhook's certificate must chain "
+	    "to, instead of the system bundle; read once, not per "
+	    "connection"),
 	ROW_INT("MAX_ATTEMPTS", "5", 1, 1000, max_attempts,
 	    "attempts before a message is `failed`"),
 	ROW_DURATION("RETRY_BASE_DELAY", "5s", 10, 3600000, 0,
@@ -410,6 +416,20 @@ config_parse_webhook_host(struct config *cfg, const struct config_var *var,
 	return 0;
 }
 
+/* Checked now, so a wrong path stops start-up instead of failing every
+ * https attempt; "" keeps curl's own bundle. */
+static int
+config_parse_ca_file(struct config *cfg, const struct config_var *var,
+    const char *value, char *why, size_t whylen)
+{
+	if (*value != '\0' && access(value, R_OK) != 0) {
+		snprintf(why, whylen, "cannot read it: %s", strerror(errno));
+		return -1;
+	}
+	*CONFIG_AT(cfg, var, char *) = xstrdup(value);
+	return 0;
+}
+
 static int
 config_parse_webhook_path(struct config *cfg, const struct config_var *var,
     const char *value, char *why, size_t whylen)
@@ -628,9 +648,15 @@ config_json(const struct config *cfg)
 }
 
 void
-config_log(const struct config *cfg)
+config_log(const struct config *cfg, long open_files_limit)
 {
-	log_info("config", "effective configuration", "o", config_json(cfg));
+	json_t *obj = config_json(cfg);
+
+	/* Not a setting, but what the process may hold open: read with the
+	 * configuration when connections are refused. */
+	json_object_set_new(obj, "open_files_limit",
+	    json_integer(open_files_limit));
+	log_info("config", "effective configuration", "o", obj);
 }
 
 /* " (0–1023)", " (0 or 10ms–24h; secret)": what the README adds to a

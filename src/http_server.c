@@ -142,6 +142,15 @@ http_server_listen(struct http_server *srv, const char *addr, int port)
 	return 0;
 }
 
+int
+http_server_listen_fd(struct http_server *srv, evutil_socket_t fd)
+{
+	if (evutil_make_socket_nonblocking(fd) != 0)
+		return -1;
+	srv->bound = evhttp_accept_socket_with_handle(srv->http, fd);
+	return srv->bound != NULL ? 0 : -1;
+}
+
 void
 http_server_stop_accepting(struct http_server *srv)
 {

@@ -46,6 +46,8 @@ main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	/* libevent and hiredis write to sockets without MSG_NOSIGNAL. */
 	signal(SIGPIPE, SIG_IGN);
+	/* Until the loop handles it (app.c), a hang-up must not kill us. */
+	signal(SIGHUP, SIG_IGN);
 	if (argc > 1) {
 		if (strcmp(argv[1], "healthcheck") == 0)
 			return healthcheck_run();
@@ -93,7 +95,7 @@ main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level(cfg.log_level);
-	config_log(&cfg);
+	config_log(&cfg, util_raise_nofile());
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
 		log_error("app", "curl_global_init failed", NULL);
 		config_fini(&cfg);

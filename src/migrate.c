@@ -6,8 +6,13 @@
  * transaction mode (PgBouncer), where consecutive transactions may run on
  * different server connections:
  *
- *   1. read schema_migrations, without a lock; when every file is there
- *      (the usual case) the connection is ready after this one statement;
+ *   1. read schema_migrations, without a lock, and whether the tables it
+ *      vouches for exist; when every file is there and so are the tables
+ *      (the usual case) the connection is ready after this one statement
+ *      (no write at all: a role without CREATE runs a current schema);
+ *      when a table is gone (dropped by hand, a restore of part of the
+ *      database) the record is not believed and every file runs again,
+ *      as every file is written to be safe to run again;
  *   2. else, when the table is missing, create it: BEGIN, the advisory
  *      transaction lock, CREATE TABLE IF NOT EXISTS, COMMIT;
  *   3. each missing file in its own transaction: BEGIN, the lock, look
@@ -30,6 +35,11 @@
 #define MIGRATE_LOCK "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ");\n"
 /* undefined_table: schema_migrations does not exist yet. */
 #define MIGRATE_NO_TABLE "42P01"
+/* Of the tables the migrations make, those missing (comma-separated), or
+ * NULL when all are there; names resolve as the migrations' own do. */
+#define MIGRATE_MISSING_TABLES \
+	"(SELECT string_agg(t, ',') FROM unnest(ARRAY['messages']) t" \
+	" WHERE to_regclass(t) IS NULL)"
 
 /* One pass over the files, from one connect; freed when it ends. */
 struct migrate_run {
@@ -38,6 +48,7 @@ struct migrate_run {
 	size_t next;   /* index into migrate_files */
 	bool applying; /* the open transaction applies migrate_files[next] */
 	bool wrote;    /* this run applied a file */
+	bool reapply;  /* a table is missing: every file runs again */
 };
 
 static void migrate_next(struct migrate_run *run);
@@ -134,7 +145,8 @@ migrate_on_locked(void *arg, const PGresult *res, const char *err)
 	run->applying = true;
 	/* Names are [a-z0-9_] (checked when embedded): safe to quote. */
 	script = xasprintf("%s\n;INSERT INTO schema_migrations (version) "
-			   "VALUES ('%s');\nCOMMIT;",
+			   "VALUES ('%s') ON CONFLICT (version) DO UPDATE "
+			   "SET applied_at = now();\nCOMMIT;",
 	    f->sql, f->version);
 	migrate_queue(run, f->version, script, migrate_on_committed);
 	free(script);
@@ -160,10 +172,12 @@ migrate_next(struct migrate_run *run)
 		return;
 	}
 	f = &migrate_files[run->next];
+	/* Re-applying, the record is what is wrong: the file runs whatever
+	 * it says (another instance re-applying too is harmless). */
 	script = xasprintf("BEGIN;\n" MIGRATE_LOCK
 			   "SELECT count(*) FROM schema_migrations "
-			   "WHERE version = '%s';",
-	    f->version);
+			   "WHERE version = '%s' AND NOT %s;",
+	    f->version, run->reapply ? "true" : "false");
 	migrate_queue(run, f->version, script, migrate_on_locked);
 	free(script);
 }
@@ -203,8 +217,15 @@ migrate_on_read(void *arg, const PGresult *res, const char *err)
 		migrate_fail(run, NULL, err);
 		return;
 	}
-	if (!PQgetisnull(res, 0, 0))
+	if (!PQgetisnull(res, 0, 0) && !PQgetisnull(res, 0, 1)) {
+		log_warn("migrate",
+		    "schema incomplete, applying every migration again",
+		    "{s:s, s:s}", "missing", PQgetvalue(res, 0, 1), "recorded",
+		    PQgetvalue(res, 0, 0));
+		run->reapply = true;
+	} else if (!PQgetisnull(res, 0, 0)) {
 		run->applied = xstrdup(PQgetvalue(res, 0, 0));
+	}
 	migrate_next(run);
 }
 
@@ -216,7 +237,8 @@ migrate_on_connect(struct pg_conn *pg, void *arg)
 	UNUSED(arg);
 	run->pg = pg;
 	migrate_queue(run, NULL,
-	    "SELECT string_agg(version, ',') FROM schema_migrations",
+	    "SELECT string_agg(version, ','), " MIGRATE_MISSING_TABLES
+	    " FROM schema_migrations",
 	    migrate_on_read);
 }
 

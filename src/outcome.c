@@ -20,8 +20,10 @@ outcome_status(enum outcome_kind kind)
 int64_t
 outcome_retry_delay_ms(int attempt, int64_t base_ms, int64_t retry_after_s)
 {
+	/* Compared in seconds: the value comes from the receiver, and its
+	 * milliseconds need not fit an int64_t. */
 	if (retry_after_s >= 0)
-		return retry_after_s * 1000 > TIMING_RETRY_MAX_DELAY_MS ?
+		return retry_after_s > TIMING_RETRY_MAX_DELAY_MS / 1000 ?
 		    TIMING_RETRY_MAX_DELAY_MS :
 		    retry_after_s * 1000;
 	return util_backoff_ms(base_ms, TIMING_RETRY_MAX_DELAY_MS,
@@ -84,6 +86,10 @@ outcome_decide(struct outcome *o, const struct webhook_result *res,
 		o->kind = OUTCOME_SENT;
 		o->response_id = outcome_message_id(res);
 		o->warn_no_id = o->response_id == NULL;
+		/* Delivered, but the reply was not one we could read whole:
+		 * kept with the message, as the reply error it is. */
+		if (res->error != NULL)
+			o->error = xstrdup(res->error);
 		return;
 	}
 	if (res->curl_code != 0)

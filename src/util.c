@@ -1,9 +1,11 @@
 /* util.c - allocation that aborts on OOM, clocks, backoff, randomness. */
 #include <stdarg.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -254,4 +256,27 @@ util_backoff_ms(int64_t base_ms, int64_t cap_ms, unsigned attempt,
 	if (span > 0)
 		d += (int64_t)util_rand_below((uint64_t)(2 * span + 1)) - span;
 	return d < 0 ? 0 : d;
+}
+
+/* Every client connection, webhook transfer and database link is a
+ * descriptor, and a shell's `ulimit -n 1024` is far below what one loop
+ * serves: once accept() meets EMFILE nothing new gets in. The hard limit
+ * is ours to take; raising the soft one needs no privilege. */
+long
+util_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return -1;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			rl.rlim_cur = was;
+	}
+	return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > LONG_MAX ?
+	    LONG_MAX :
+	    (long)rl.rlim_cur;
 }

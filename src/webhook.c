@@ -40,6 +40,8 @@
 #define WEBHOOK_BODY_KEEP 4096
 /* Content-Type, Accept, webhook-id, x-ins-auth-key (optional), Expect. */
 #define WEBHOOK_NHDR 5
+/* CURLOPT_CA_CACHE_TIMEOUT: a day, in seconds. */
+#define WEBHOOK_CA_CACHE_S 86400L
 /* CURLOPT_BUFFERSIZE: curl's minimum. */
 #define WEBHOOK_RECV_BUFFER 1024L
 
@@ -79,10 +81,12 @@ TAILQ_HEAD(webhook_xfer_list, webhook_xfer);
 struct webhook {
 	struct event_base *base;
 	CURLM *multi;
+	CURLSH *share; /* TLS sessions, for every handle */
 	struct event *ev_timer;
 	struct event *ev_deliver;
 	char *url;
 	char *auth_header; /* NULL when no key is set */
+	char *ca_file;	   /* NULL: curl's default bundle */
 	int64_t timeout_ms;
 	size_t concurrency;
 	size_t inflight; /* running + done, until the callback starts */
@@ -153,7 +157,12 @@ webhook_parse_retry_after(const char *value, int64_t now)
 	t = curl_getdate(buf, &tnow);
 	if (t < 0)
 		return -1;
-	return t > tnow ? (int64_t)(t - tnow) : 0;
+	if (t <= tnow)
+		return 0;
+	/* A date in the year 10^9 is as absurd as a huge delta: the same
+	 * cap, so no caller multiplies something near INT64_MAX. */
+	return t - tnow >= WEBHOOK_DELTA_MAX ? WEBHOOK_DELTA_MAX :
+					       (int64_t)(t - tnow);
 }
 
 /* ---- curl's callbacks: they record, they never call back into curl ---- */
@@ -166,8 +175,6 @@ webhook_on_write(char *data, size_t size, size_t nmemb, void *arg)
 	size_t room = WEBHOOK_BODY_MAX - x->body_len;
 	size_t keep = n < room ? n : room;
 
-	if (keep < n)
-		x->body_truncated = true;
 	/* Chunks come in up to WEBHOOK_RECV_BUFFER bytes. */
 	if (keep > 0) {
 		char *body = realloc(x->body, x->body_len + keep + 1);
@@ -179,8 +186,13 @@ webhook_on_write(char *data, size_t size, size_t nmemb, void *arg)
 		x->body_len += keep;
 		x->body[x->body_len] = '\0';
 	}
-	/* Anything short of n fails the transfer: the excess is dropped on
-	 * purpose, the answer still counts. */
+	/* Past the cap, stop reading: a short count ends the transfer
+	 * (CURLE_WRITE_ERROR). Draining a reply we do not keep would hold
+	 * the loop for as long as the far end cares to send. */
+	if (keep < n) {
+		x->body_truncated = true;
+		return keep;
+	}
 	return n;
 }
 
@@ -400,6 +412,11 @@ webhook_report(struct webhook_xfer *x)
 		res.body_len = 0;
 		res.body_truncated = false;
 		res.retry_after_s = -1;
+	} else if (x->code == CURLE_WRITE_ERROR && x->body_truncated) {
+		/* We cut it: the status line and headers came whole, so the
+		 * answer stands; only the reply body is in error. */
+		res.curl_code = CURLE_OK;
+		res.error = WEBHOOK_REPLY_TOO_LARGE;
 	} else if (x->code != CURLE_OK) {
 		res.error = x->errbuf[0] ? x->errbuf :
 					   curl_easy_strerror(x->code);
@@ -427,11 +444,14 @@ webhook_destroy(struct webhook *wh)
 	/* cleanup closes cached connections through our socket and timer
 	 * callbacks, so everything they touch is still alive here. */
 	curl_multi_cleanup(wh->multi);
+	/* Last: no easy handle uses it any more. */
+	curl_share_cleanup(wh->share);
 	while (!LIST_EMPTY(&wh->socks))
 		webhook_sock_free(LIST_FIRST(&wh->socks));
 	event_free(wh->ev_timer);
 	event_free(wh->ev_deliver);
 	free(wh->auth_header);
+	free(wh->ca_file);
 	free(wh->url);
 	free(wh);
 }
@@ -488,6 +508,14 @@ webhook_new(struct event_base *base, const char *url, const char *auth_key,
 	if ((wh->multi = curl_multi_init()) == NULL)
 		webhook_oom();
 	m = wh->multi;
+	/* The connection cache is the multi handle's already; TLS sessions
+	 * are each easy handle's unless shared: shared, a new connection
+	 * resumes one (an abbreviated handshake, no chain to verify again)
+	 * whichever handle made it. One thread: no lock callbacks. */
+	if ((wh->share = curl_share_init()) == NULL ||
+	    curl_share_setopt(wh->share, CURLSHOPT_SHARE,
+		CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK)
+		webhook_oom();
 	curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, webhook_on_socket);
 	curl_multi_setopt(m, CURLMOPT_SOCKETDATA, wh);
 	curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, webhook_on_timer_set);
@@ -554,6 +582,15 @@ webhook_setup(struct webhook *wh, struct webhook_xfer *x)
 	 * (1 KiB) still takes a typical answer in one read; a long one (kept
 	 * up to WEBHOOK_BODY_MAX) comes in more, smaller chunks. */
 	rc |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, WEBHOOK_RECV_BUFFER);
+	if (wh->ca_file != NULL)
+		rc |= curl_easy_setopt(e, CURLOPT_CAINFO, wh->ca_file);
+	/* Building the CA store from its file takes ~19 ms of the loop for
+	 * Debian's bundle: curl (7.87+, OpenSSL) keeps the one it built in
+	 * the multi handle for every later connection of every handle. Said
+	 * here rather than left to curl's default (24 h, also how soon a
+	 * replaced file is read again). */
+	rc |= curl_easy_setopt(e, CURLOPT_CA_CACHE_TIMEOUT, WEBHOOK_CA_CACHE_S);
+	rc |= curl_easy_setopt(e, CURLOPT_SHARE, wh->share);
 	return rc != CURLE_OK ? -1 : 0;
 }
 
@@ -657,6 +694,13 @@ webhook_post(struct webhook *wh, int64_t id, const char *to,
 	TAILQ_INSERT_TAIL(&wh->running, x, link);
 	wh->inflight++;
 	return 0;
+}
+
+void
+webhook_set_ca_file(struct webhook *wh, const char *path)
+{
+	free(wh->ca_file);
+	wh->ca_file = path != NULL && *path != '\0' ? xstrdup(path) : NULL;
 }
 
 size_t

@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +17,13 @@
 #include <time.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
+#include <openssl/ssl.h>
 
 #ifndef RECV_MAX_LOG
 #define RECV_MAX_LOG 100000 /* settable so a test build can reach the cap */
@@ -27,6 +31,10 @@
 #define RECV_MAX_BODY (1024 * 1024)
 #define RECV_MAX_HEADERS (16 * 1024)
 #define RECV_TIMEOUT_S 30
+/* Mode huge: a 200 whose body is this many zero blocks (256 MiB), all
+ * references to one static block, so it costs us no memory. */
+#define RECV_HUGE_BLOCK (64 * 1024)
+#define RECV_HUGE_BLOCKS 4096
 
 enum recv_mode {
 	RECV_ACCEPT,
@@ -36,12 +44,14 @@ enum recv_mode {
 	RECV_GARBAGE,
 	RECV_NOJSON,
 	RECV_FAIL_THEN_ACCEPT,
+	RECV_HUGE,
 	RECV_MODE_COUNT
 };
 
 /* clang-format off */
 static const char *const recv_mode_names[RECV_MODE_COUNT] = {
 	"accept", "status", "slow", "hang", "garbage", "nojson", "fail_then_accept",
+	"huge",
 };
 /* clang-format on */
 
@@ -79,6 +89,8 @@ struct recv_slow {
 struct recv_app {
 	struct event_base *base;
 	struct evhttp *http;
+	struct evhttp *https; /* --tls-port: the same answers over TLS */
+	SSL_CTX *tls;
 	struct event *sigint, *sigterm;
 	struct recv_settings set;
 	int failed; /* forced failures already sent in fail_then_accept */
@@ -194,6 +206,27 @@ recv_headers_json(struct evhttp_request *req)
 }
 
 /* Appends the request to the log; returns a borrowed entry or NULL. */
+/* On the https listener: whether the client resumed an earlier TLS
+ * session (an abbreviated handshake, no certificate checked again). */
+static int
+recv_record_tls(json_t *e, struct evhttp_request *req)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	struct bufferevent *bev = conn != NULL ?
+	    evhttp_connection_get_bufferevent(conn) :
+	    NULL;
+	SSL *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
+
+	if (ssl == NULL)
+		return 0;
+	/* Which connection: tells a new one from a kept-alive one (the
+	 * address is unique while the connection lives). */
+	return json_object_set_new(e, "tls_resumed",
+		   json_boolean(SSL_session_reused(ssl))) |
+	    json_object_set_new(e, "tls_connection",
+		json_integer((json_int_t)(uintptr_t)conn));
+}
+
 static json_t *
 recv_record(struct recv_app *app, struct evhttp_request *req)
 {
@@ -224,6 +257,7 @@ recv_record(struct recv_app *app, struct evhttp_request *req)
 	if (b == NULL)
 		bad |= json_object_set_new(e, "body_invalid_utf8", json_true());
 	bad |= json_object_set_new(e, "status", json_null());
+	bad |= recv_record_tls(e, req);
 	if (bad)
 		json_decref(e);
 	if (bad || json_array_append_new(app->log, e) != 0) {
@@ -290,6 +324,21 @@ recv_accept(struct recv_app *app, struct evhttp_request *req, json_t *entry)
 	recv_done(app, entry, 202);
 	recv_send(req, 202,
 	    json_pack("{s:s,s:s}", "message", "Accepted", "messageId", id));
+}
+
+/* A hostile far end: 200 and a body far larger than any client should
+ * read. A client that hangs up early just frees the connection. */
+static void
+recv_huge(struct evhttp_request *req)
+{
+	static const char block[RECV_HUGE_BLOCK];
+	struct evbuffer *out = evhttp_request_get_output_buffer(req);
+
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "application/octet-stream");
+	for (int i = 0; i < RECV_HUGE_BLOCKS; i++)
+		evbuffer_add_reference(out, block, sizeof(block), NULL, NULL);
+	evhttp_send_reply(req, 200, NULL, NULL);
 }
 
 /* Frees s but never touches s->req: that belongs to evhttp. */
@@ -387,6 +436,10 @@ recv_on_webhook(struct recv_app *app, struct evhttp_request *req)
 	case RECV_NOJSON:
 		recv_done(app, entry, 202);
 		evhttp_send_reply(req, 202, NULL, NULL);
+		break;
+	case RECV_HUGE:
+		recv_done(app, entry, 200);
+		recv_huge(req);
 		break;
 	default:
 		recv_accept(app, req, entry);
@@ -570,6 +623,63 @@ recv_path_ok(const char *p)
 	return 1;
 }
 
+/* Every listener answers alike; only the TLS one wraps its connections. */
+static struct evhttp *
+recv_http_new(struct recv_app *app)
+{
+	struct evhttp *http = evhttp_new(app->base);
+
+	if (http == NULL)
+		return NULL;
+	evhttp_set_max_body_size(http, RECV_MAX_BODY);
+	evhttp_set_max_headers_size(http, RECV_MAX_HEADERS);
+	evhttp_set_timeout(http, RECV_TIMEOUT_S);
+	evhttp_set_allowed_methods(http,
+	    EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+		EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
+	evhttp_set_default_content_type(http, "application/json");
+	/* Lets a client still uploading an oversized body read its 413. */
+	evhttp_set_flags(http, EVHTTP_SERVER_LINGERING_CLOSE);
+	evhttp_set_gencb(http, recv_on_request, app);
+	return http;
+}
+
+static struct bufferevent *
+recv_tls_bev(struct event_base *base, void *arg)
+{
+	SSL *ssl = SSL_new(arg);
+
+	return ssl == NULL ?
+	    NULL :
+	    bufferevent_openssl_socket_new(base, -1, ssl,
+		BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+}
+
+/* The https listener: cert is a PEM chain (leaf first), key its key. */
+static int
+recv_tls_listen(struct recv_app *app, const char *addr, int port,
+    const char *cert, const char *key)
+{
+	app->tls = SSL_CTX_new(TLS_server_method());
+	if (app->tls == NULL ||
+	    SSL_CTX_use_certificate_chain_file(app->tls, cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(app->tls, key, SSL_FILETYPE_PEM) != 1) {
+		fprintf(stderr, "webhook-receiver: cannot load %s / %s\n", cert,
+		    key);
+		return -1;
+	}
+	if ((app->https = recv_http_new(app)) == NULL)
+		return -1;
+	evhttp_set_bevcb(app->https, recv_tls_bev, app->tls);
+	if (evhttp_bind_socket_with_handle(app->https, addr,
+		(ev_uint16_t)port) == NULL) {
+		fprintf(stderr, "webhook-receiver: cannot listen on %s:%d\n",
+		    addr, port);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 recv_usage_error(const char *what, const char *arg)
 {
@@ -587,6 +697,8 @@ main(int argc, char **argv)
 		{ "bind", required_argument, NULL, 'b' }, { "port", required_argument, NULL, 'p' },
 		{ "path", required_argument, NULL, 'P' }, { "mode", required_argument, NULL, 'm' },
 		{ "quiet", no_argument, NULL, 'q' }, { "help", no_argument, NULL, 'h' },
+		{ "tls-port", required_argument, NULL, 'T' }, { "tls-cert", required_argument, NULL, 'C' },
+		{ "tls-key", required_argument, NULL, 'K' },
 		{ NULL, 0, NULL, 0 },
 	};
 	/* clang-format on */
@@ -595,7 +707,8 @@ main(int argc, char **argv)
 	const char *addr = recv_env("RECEIVER_BIND", "0.0.0.0");
 	const char *port_s = recv_env("RECEIVER_PORT", "9090");
 	const char *mode_s = recv_env("RECEIVER_MODE", "accept");
-	int c, port, mode, rc = 1;
+	const char *tls_port_s = NULL, *tls_cert = NULL, *tls_key = NULL;
+	int c, port, tls_port = 0, mode, rc = 1;
 	char now[40];
 
 	opterr = 0; /* our own one-line messages instead of getopt's */
@@ -610,13 +723,17 @@ main(int argc, char **argv)
 				c == 'p' ? &port_s :
 				c == 'P' ? &app.path :
 					   &mode_s) = optarg;
+		} else if (c == 'T' || c == 'C' || c == 'K') {
+			*(c == 'T'	 ? &tls_port_s :
+				c == 'C' ? &tls_cert :
+					   &tls_key) = optarg;
 		} else if (c == 'q') {
 			app.quiet = 1;
 		} else if (c == 'h') {
 			printf(
 			    "usage: webhook-receiver [--bind ADDR] [--port N] [--path /webhook] "
 			    "[--mode MODE] [--status CODE] [--delay-ms N] [--retry-after N] [--fail-count N] "
-			    "[--quiet]\nmodes: accept status slow hang garbage nojson fail_then_accept\n"
+			    "[--quiet] [--tls-port N --tls-cert PEM --tls-key PEM]\nmodes: accept status slow hang garbage nojson fail_then_accept huge\n"
 			    "env: RECEIVER_BIND RECEIVER_PORT RECEIVER_PATH RECEIVER_MODE\n");
 			return 0;
 		} else {
@@ -629,6 +746,12 @@ main(int argc, char **argv)
 		return recv_usage_error("unexpected argument", argv[optind]);
 	if (recv_parse_int(port_s, 1, 65535, &port) != 0)
 		return recv_usage_error("bad port", port_s);
+	if (tls_port_s != NULL &&
+	    (recv_parse_int(tls_port_s, 1, 65535, &tls_port) != 0 ||
+		tls_cert == NULL || tls_key == NULL))
+		return recv_usage_error("--tls-port needs a port, --tls-cert "
+					"and --tls-key",
+		    tls_port_s);
 	if (!recv_path_ok(app.path))
 		return recv_usage_error("bad path", app.path);
 	if ((mode = recv_mode_parse(mode_s)) < 0)
@@ -640,7 +763,7 @@ main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	app.log = json_array();
 	app.base = event_base_new();
-	app.http = app.base != NULL ? evhttp_new(app.base) : NULL;
+	app.http = app.base != NULL ? recv_http_new(&app) : NULL;
 	app.sigint = app.base != NULL ?
 	    evsignal_new(app.base, SIGINT, recv_on_signal, &app) :
 	    NULL;
@@ -654,16 +777,6 @@ main(int argc, char **argv)
 		    "webhook-receiver: cannot set up the event loop\n");
 		goto out;
 	}
-	evhttp_set_max_body_size(app.http, RECV_MAX_BODY);
-	evhttp_set_max_headers_size(app.http, RECV_MAX_HEADERS);
-	evhttp_set_timeout(app.http, RECV_TIMEOUT_S);
-	evhttp_set_allowed_methods(app.http,
-	    EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-		EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
-	evhttp_set_default_content_type(app.http, "application/json");
-	/* Lets a client still uploading an oversized body read its 413. */
-	evhttp_set_flags(app.http, EVHTTP_SERVER_LINGERING_CLOSE);
-	evhttp_set_gencb(app.http, recv_on_request, &app);
 	if (evhttp_bind_socket_with_handle(app.http, addr, (ev_uint16_t)port) ==
 	    NULL) {
 		fprintf(stderr,
@@ -673,6 +786,9 @@ main(int argc, char **argv)
 						       strerror(errno));
 		goto out;
 	}
+	if (tls_port != 0 &&
+	    recv_tls_listen(&app, addr, tls_port, tls_cert, tls_key) != 0)
+		goto out;
 	recv_libevent_live = 1;
 	/* Printed even with --quiet: scripts wait for it to know we are up. */
 	recv_now(now, sizeof(now));
@@ -687,6 +803,9 @@ out:
 		recv_slow_free(&app, app.slow);
 	if (app.http != NULL)
 		evhttp_free(app.http);
+	if (app.https != NULL)
+		evhttp_free(app.https);
+	SSL_CTX_free(app.tls);
 	if (app.sigint != NULL)
 		event_free(app.sigint);
 	if (app.sigterm != NULL)

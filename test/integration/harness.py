@@ -513,9 +513,12 @@ class Receiver(_Proc):
     name = "webhook-receiver"
 
     def __init__(self, port: int | None = None, path: str = "/webhook", log_dir: str | None = None,
-                 bin: str | Path | None = None):
+                 bin: str | Path | None = None, tls: tuple[str, str] | None = None):
+        """tls = (cert chain PEM, key PEM): also answer https on self.tls_port."""
         self.port = port or free_port()
         self.path = path
+        self.tls = tls
+        self.tls_port = free_port() if tls else None
         self.bin = str(bin or RECEIVER_BIN)
         if not os.access(self.bin, os.X_OK):
             raise AssertionError(f"no receiver binary at {self.bin} (run make)")
@@ -531,9 +534,17 @@ class Receiver(_Proc):
     def webhook_url(self) -> str:
         return self.url + self.path
 
+    @property
+    def https_url(self) -> str:
+        """Base https URL (tls receivers only)."""
+        return f"https://127.0.0.1:{self.tls_port}"
+
     def start(self) -> None:
+        tls = ([] if not self.tls else
+               ["--tls-port", str(self.tls_port), "--tls-cert", self.tls[0],
+                "--tls-key", self.tls[1]])
         super().__init__([self.bin, "--bind", "127.0.0.1", "--port", str(self.port),
-                          "--path", self.path, "--quiet"],
+                          "--path", self.path, "--quiet", *tls],
                          {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                          os.path.join(self._log_dir, "receiver.log"))
         self._wait_http_ok(self.port, "/health", 5.0)
@@ -548,7 +559,7 @@ class Receiver(_Proc):
         return json.loads(data)
 
     def set(self, **settings: Any) -> dict:
-        """PUT /_control: mode (accept status slow hang garbage nojson fail_then_accept),
+        """PUT /_control: mode (accept status slow hang garbage nojson fail_then_accept huge),
         status, delay_ms, retry_after (None clears), fail_count. Returns the new settings."""
         return self._call("PUT", "/_control", settings)
 

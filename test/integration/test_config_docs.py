@@ -179,7 +179,8 @@ class ConfigServiceTest(IntegrationTest):
                                   "SCHEDULER_INTERVAL": "90s"})
         entry = svc.wait_log("effective configuration")
         names = [r["name"] for r in config_table()]
-        fields = set(entry) - {"ts", "level", "msg", "component", "version"}
+        fields = set(entry) - {"ts", "level", "msg", "component", "version",
+                               "open_files_limit"}
         self.assertEqual(fields, set(names))
         self.assertEqual(entry["REDIS_PASSWORD"], "*****")
         self.assertEqual(entry["WEBHOOK_AUTH_KEY"], "")

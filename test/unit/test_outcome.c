@@ -1,5 +1,6 @@
 /* test_outcome.c - how an attempt's result decides the message's fate,
  * the retry schedule, and the array literals that carry outcomes. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,6 +64,32 @@ test_2xx_without_id_is_still_sent(void)
 		CHECK(o.warn_no_id);
 		outcome_fini(&o);
 	}
+}
+
+static void
+test_2xx_with_a_cut_reply_is_sent_with_its_error(void)
+{
+	struct webhook_result r = http(200, "{\"messageId\":\"abc");
+	struct outcome o;
+
+	r.body_truncated = true;
+	r.error = WEBHOOK_REPLY_TOO_LARGE;
+	outcome_decide(&o, &r, 0, 5, 5000, -1);
+	CHECK(o.kind == OUTCOME_SENT);
+	CHECK(o.response_id == NULL);
+	CHECK_STR(o.error, WEBHOOK_REPLY_TOO_LARGE);
+	outcome_fini(&o);
+}
+
+/* Found by fuzz_reply: seconds whose milliseconds overflow int64_t. */
+static void
+test_huge_retry_after_is_capped(void)
+{
+	CHECK(outcome_retry_delay_ms(1, 100, 34905276037096620LL) ==
+	    TIMING_RETRY_MAX_DELAY_MS);
+	CHECK(outcome_retry_delay_ms(1, 100, INT64_MAX) ==
+	    TIMING_RETRY_MAX_DELAY_MS);
+	CHECK(outcome_retry_delay_ms(1, 100, 3600) == 3600 * 1000);
 }
 
 static void
@@ -275,6 +302,8 @@ main(void)
 {
 	RUN(test_2xx_is_sent);
 	RUN(test_2xx_without_id_is_still_sent);
+	RUN(test_2xx_with_a_cut_reply_is_sent_with_its_error);
+	RUN(test_huge_retry_after_is_capped);
 	RUN(test_retryable);
 	RUN(test_transport_error_retries);
 	RUN(test_timeout_after_status_has_no_code);

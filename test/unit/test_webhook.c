@@ -42,6 +42,12 @@ test_retry_after_date(void)
 		  RFC_DATE + 3600) == 0);
 	CHECK(webhook_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT",
 		  1445412480LL - 3600) == 3600);
+	/* Found by fuzz_reply: a date ~10^9 years ahead is capped like a
+	 * huge delta (regress/reply/retry_after_far_date). */
+	CHECK(webhook_parse_retry_after("Sun Nov  6 09:37 1106106190",
+		  RFC_DATE) == 2147483648LL);
+	CHECK(webhook_parse_retry_after("Sun, 06 Nov 1106106190 08:49:37 GMT",
+		  RFC_DATE) == 2147483648LL);
 }
 
 static void

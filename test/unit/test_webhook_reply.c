@@ -3,7 +3,8 @@
  *
  * curl reads a reply in chunks of at most its receive buffer (1 KiB, see
  * WEBHOOK_RECV_BUFFER): a body of several chunks must come back whole, and
- * a huge 200 must still be cut at WEBHOOK_BODY_MAX and count as a 200. */
+ * a huge 200 must be cut at WEBHOOK_BODY_MAX (the transfer ends there)
+ * and still count as a 200, with the reply error named. */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@ struct got {
 	int curl_code;
 	size_t body_len;
 	bool truncated;
+	bool reply_error; /* error is WEBHOOK_REPLY_TOO_LARGE */
 	char *body;
 };
 
@@ -67,6 +69,8 @@ on_done(void *arg, const struct webhook_result *res)
 	g->curl_code = res->curl_code;
 	g->body_len = res->body_len;
 	g->truncated = res->body_truncated;
+	g->reply_error = res->error != NULL &&
+	    strcmp(res->error, WEBHOOK_REPLY_TOO_LARGE) == 0;
 	g->body = malloc(res->body_len + 1);
 	memcpy(g->body, res->body, res->body_len + 1);
 	if (--pending == 0)
@@ -143,6 +147,7 @@ test_reply_in_many_chunks_whole(void)
 	CHECK(g.status == 200);
 	CHECK(g.curl_code == CURLE_OK);
 	CHECK(!g.truncated);
+	CHECK(!g.reply_error);
 	CHECK(body_is_pattern(&g, MID_LEN));
 	free(g.body);
 	evhttp_free(http);
@@ -158,10 +163,11 @@ test_huge_200_capped(void)
 	CHECK(port > 0);
 	post(port, "/big", &g);
 	CHECK(g.done);
-	/* The rest is read and dropped: the answer still counts. */
+	/* Cut at the cap, not drained: the answer still counts. */
 	CHECK(g.status == 200);
 	CHECK(g.curl_code == CURLE_OK);
 	CHECK(g.truncated);
+	CHECK(g.reply_error);
 	CHECK(body_is_pattern(&g, WEBHOOK_BODY_MAX));
 	free(g.body);
 	evhttp_free(http);
