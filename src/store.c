@@ -456,12 +456,14 @@ store_list_page(struct pg_conn *pg, const struct store_page *page,
 			params[nparams++] = us;
 		params[nparams++] = id;
 	}
+	/* clang-format off */
 	snprintf(sql, sizeof(sql),
 	    "SELECT " STORE_LIST_COLUMNS("") " FROM messages WHERE %s%s"
-					     " ORDER BY %s LIMIT $1 OFFSET $2",
+	    " ORDER BY %s LIMIT $1 OFFSET $2",
 	    store_filters[page->filter].where,
 	    page->has_after ? store_filters[page->filter].after : "",
 	    store_filters[page->filter].order);
+	/* clang-format on */
 	rc = pg_query(pg, sql, nparams, params, store_on_listed, c);
 	if (rc != 0)
 		free(c);
@@ -616,8 +618,25 @@ store_on_detail(void *arg, const PGresult *res, const char *err)
 	free(c);
 }
 
-/* The attempts as one JSON array built by the server (one row, one round
- * trip), oldest first (the order they started). */
+/* Message m's attempts as one JSON array, oldest first (the order they
+ * started). */
+/* clang-format off */
+#define STORE_ATTEMPTS_JSON \
+	"(SELECT coalesce(json_agg(json_build_object(" \
+	" 'attempt', a.attempt," \
+	" 'started_at', " STORE_TS("a.started_at") "," \
+	" 'finished_at', " STORE_TS("a.finished_at") "," \
+	" 'duration_ms', a.duration_ms," \
+	" 'response_code', a.response_code," \
+	" 'error', a.error," \
+	" 'response_id', a.response_id," \
+	" 'instance', a.instance)" \
+	" ORDER BY a.started_at, a.finished_at), '[]')" \
+	" FROM delivery_attempts a WHERE a.message_id = m.id)"
+/* clang-format on */
+
+/* The row and its attempts, built by the server: one row, one round
+ * trip. */
 int
 store_get_message(struct pg_conn *pg, int64_t id, store_detail_cb cb, void *arg)
 {
@@ -629,26 +648,15 @@ store_get_message(struct pg_conn *pg, int64_t id, store_detail_cb cb, void *arg)
 	c->cb = cb;
 	c->arg = arg;
 	snprintf(num, sizeof(num), "%lld", (long long)id);
+	/* clang-format off */
 	rc = pg_query(pg,
-	    "SELECT " STORE_LIST_COLUMNS(
-		"m.") ", m.error_message, m.response_code,"
-		      " extract(epoch FROM m.last_attempt_at),"
-		      " extract(epoch FROM m.next_attempt_at),"
-		      " extract(epoch FROM m.updated_at),"
-		      " (SELECT coalesce(json_agg(json_build_object("
-		      "  'attempt', a.attempt,"
-		      "  'started_at', " STORE_TS(
-			  "a.started_at") ","
-					  "  'finished_at', " STORE_TS(
-					      "a.finished_at") ","
-							       "  'duration_ms', a.duration_ms,"
-							       "  'response_code', a.response_code,"
-							       "  'error', a.error,"
-							       "  'response_id', a.response_id,"
-							       "  'instance', a.instance) ORDER BY a.started_at, a.finished_at), '[]')"
-							       "  FROM delivery_attempts a WHERE a.message_id = m.id)"
-							       " FROM messages m WHERE m.id = $1",
+	    "SELECT " STORE_LIST_COLUMNS("m.") ", m.error_message,"
+	    " m.response_code, extract(epoch FROM m.last_attempt_at),"
+	    " extract(epoch FROM m.next_attempt_at),"
+	    " extract(epoch FROM m.updated_at), " STORE_ATTEMPTS_JSON
+	    " FROM messages m WHERE m.id = $1",
 	    1, params, store_on_detail, c);
+	/* clang-format on */
 	if (rc != 0)
 		free(c);
 	return rc;
