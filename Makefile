@@ -79,7 +79,7 @@ $(BUILD)/obj $(BUILD)/test:
 # ---- fuzzing (test/fuzz/README.md)
 # One libFuzzer target per parser; POST /messages' body validator joins them
 # as `messages_body` once it exists (issue 9).
-FUZZ_TARGETS := query config reply router http
+FUZZ_TARGETS := query config reply router http messages_body
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_DIR     := build/fuzz

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "router.h"
 
 struct docs;
@@ -31,6 +33,12 @@ void api_stop(struct evhttp_request *req, void *arg);
 void api_messages(struct evhttp_request *req, void *arg);
 void api_messages_list(struct evhttp_request *req, void *arg);
 void api_messages_create(struct evhttp_request *req, void *arg);
+/* POST /messages' body (len bytes, not NUL-ended): NULL when valid, with
+ * *recipient and *content pointing into *doc; otherwise the reason for
+ * the 400 (it may be why). *doc (NULL or the parsed body) is the
+ * caller's to json_decref either way. */
+const char *api_create_parse(const char *body, size_t len, json_t **doc,
+    const char **recipient, const char **content, char *why, size_t whylen);
 void api_messages_get(struct evhttp_request *req, void *arg);
 void api_messages_retry(struct evhttp_request *req, void *arg);
 void api_messages_retry_failed(struct evhttp_request *req, void *arg);

@@ -94,6 +94,33 @@ api_parse_body(json_t *doc, const char **recipient, const char **content,
 	return NULL;
 }
 
+const char *
+api_create_parse(const char *body, size_t len, json_t **doc,
+    const char **recipient, const char **content, char *why, size_t whylen)
+{
+	json_error_t jerr;
+
+	*doc = NULL;
+	if (len == 0)
+		return "the body is empty: expected a JSON object with "
+		       "recipient and content";
+	*doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (*doc == NULL) {
+		/* The field of a duplicate is named (jansson's text quotes the
+		 * key and nothing else); for any other error only where it is,
+		 * not the bytes around it. */
+		if (json_error_code(&jerr) == json_error_duplicate_key)
+			snprintf(why, whylen, "a field is given twice: %.120s",
+			    jerr.text);
+		else
+			snprintf(why, whylen,
+			    "the body is not valid JSON (line %d, column %d)",
+			    jerr.line, jerr.column);
+		return why;
+	}
+	return api_parse_body(*doc, recipient, content, why, whylen);
+}
+
 static void
 api_on_created(void *arg, enum svc_err err, const struct message *m,
     bool replayed)
@@ -124,7 +151,6 @@ api_messages_create(struct evhttp_request *req, void *arg)
 	size_t len = evbuffer_get_length(in);
 	const char *recipient = NULL, *content = NULL, *problem, *key;
 	struct http_ctx *ctx;
-	json_error_t jerr;
 	enum svc_err err;
 	char why[160];
 	json_t *doc;
@@ -139,30 +165,9 @@ api_messages_create(struct evhttp_request *req, void *arg)
 		    "characters");
 		return;
 	}
-	if (len == 0) {
-		reply_fail(req, SVC_INVALID,
-		    "the body is empty: expected a JSON object with recipient "
-		    "and content");
-		return;
-	}
-	doc = json_loadb((const char *)evbuffer_pullup(in, -1), len,
-	    JSON_REJECT_DUPLICATES, &jerr);
-	if (doc == NULL) {
-		/* The field of a duplicate is named (jansson's text quotes the
-		 * key and nothing else); for any other error only where it is,
-		 * not the bytes around it. */
-		if (json_error_code(&jerr) == json_error_duplicate_key)
-			snprintf(why, sizeof(why),
-			    "a field is given twice: %.120s", jerr.text);
-		else
-			snprintf(why, sizeof(why),
-			    "the body is not valid JSON (line %d, column %d)",
-			    jerr.line, jerr.column);
-		reply_fail(req, SVC_INVALID, why);
-		return;
-	}
-	if ((problem = api_parse_body(doc, &recipient, &content, why,
-		 sizeof(why))) != NULL) {
+	problem = api_create_parse((const char *)evbuffer_pullup(in, -1), len,
+	    &doc, &recipient, &content, why, sizeof(why));
+	if (problem != NULL) {
 		reply_fail(req, SVC_INVALID, problem);
 		json_decref(doc);
 		return;

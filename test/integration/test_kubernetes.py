@@ -33,6 +33,7 @@ OVERLAY = DEPLOY / "overlays" / "prometheus-operator"
 BUILDS = [DEPLOY, OVERLAY]
 VALIDATOR = REPO / "scripts" / "k8s-validate.mjs"
 APP = "gopulse-messages"  # the Deployment, its container, Service, ConfigMap and Secret
+TOKEN_SECRET = "gopulse-messages-api-token"  # mounted; API_TOKEN_FILE points into it
 PGBOUNCER = "pgbouncer"
 # Paths the manifests name before the code routes them, and the issue that adds each.
 # Once one is routed the check fails, so that it leaves this list (and the manifests'
@@ -629,7 +630,7 @@ class KubernetesTest(unittest.TestCase):
     def test_every_build_validates(self):
         p = run_validator(*map(str, BUILDS))
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertEqual(p.stdout, "k8s-validate: 21 documents, 0 problems\n")
+        self.assertEqual(p.stdout, "k8s-validate: 23 documents, 0 problems\n")
         self.assertEqual(p.stderr, "")
         for path, (_, problems) in self.builds.items():
             with self.subTest(build=str(path.relative_to(REPO))):
@@ -641,8 +642,9 @@ class KubernetesTest(unittest.TestCase):
                  if p.name != "kustomization.yaml"}
         self.assertEqual(sorted(files - reached), [], "never validated: in no kustomization")
         kinds = sorted(d["kind"] for d in self.builds[DEPLOY][0].docs)
+        # The service's and PgBouncer's, and the API token's own Secret (a file).
         self.assertEqual(kinds, sorted(["ConfigMap", "Secret", "Deployment", "Service",
-                                        "PodDisruptionBudget"] * 2))
+                                        "PodDisruptionBudget"] * 2 + ["Secret"]))
         overlay = [d["kind"] for d in self.builds[OVERLAY][0].docs]
         self.assertEqual(sorted(overlay), sorted(kinds + ["ServiceMonitor"]))
 
@@ -678,8 +680,10 @@ class KubernetesTest(unittest.TestCase):
     def test_the_binary_accepts_the_settings(self):
         """The container's environment, given to the real binary (--check-config): every
         value parses, and the effective configuration is what the manifests say."""
-        env, _, problems = self.builds[DEPLOY][0].env(APP, APP)
+        b = self.builds[DEPLOY][0]
+        env, _, problems = b.env(APP, APP)
         self.assertEqual(problems, [])
+        env = self.mount_secrets(b, env)
         p = subprocess.run([str(SERVICE_BIN), "--check-config"], env={"PATH": "/usr/bin:/bin",
                            **env}, capture_output=True, text=True, timeout=10)
         self.assertEqual(p.returncode, 0, p.stderr)
@@ -688,6 +692,28 @@ class KubernetesTest(unittest.TestCase):
         self.assertEqual(effective["REDIS_ADDR"], env["REDIS_ADDR"])
         self.assertIn("password=*****", effective["DATABASE_DSN"])
         self.assertNotIn(PLACEHOLDER, p.stdout, "a secret placeholder shown unmasked")
+
+    def mount_secrets(self, b: Build, env: dict[str, str]) -> dict[str, str]:
+        """What the kubelet does for the container's Secret volumes: each key a file under
+        the mount path. Variables naming a path there get the same file in a temp dir."""
+        pod = b.pod(APP)["spec"]
+        vols = {v["name"]: v["secret"]["secretName"] for v in pod.get("volumes", [])
+                if "secret" in v}
+        tmp = Path(tempfile.mkdtemp(prefix="k8s-secrets-", dir=REPO / "build"))
+        self.addCleanup(shutil.rmtree, tmp, True)
+        out = dict(env)
+        for m in b.container(APP, APP).get("volumeMounts", []):
+            if m["name"] not in vols:
+                continue
+            d = tmp / m["name"]
+            d.mkdir()
+            for k, v in (b.secret_values(vols[m["name"]]) or {}).items():
+                (d / k).write_text(v)
+            prefix = m["mountPath"].rstrip("/") + "/"
+            for name, value in env.items():
+                if value.startswith(prefix):
+                    out[name] = str(d / value[len(prefix):])
+        return out
 
     def test_readme_overlay_recipe(self):
         """README "Kubernetes": the overlay that sets the secrets and the image builds, and
@@ -709,6 +735,7 @@ class KubernetesTest(unittest.TestCase):
         (tmp / "kustomization.yaml").write_text(yaml.safe_dump(k))
         (tmp / "secrets.env").write_text(env_block.group(1).replace("<password>", "pw1"))
         (tmp / "userlist.txt").write_text('"gopulse" "pw1"\n')
+        (tmp / "token").write_text("t0ken-from-the-recipe")
         p = subprocess.run([kubectl, "kustomize", str(tmp)], capture_output=True, text=True,
                            timeout=120)
         self.assertEqual(p.returncode, 0, p.stderr)
@@ -718,8 +745,10 @@ class KubernetesTest(unittest.TestCase):
         values = b.secret_values(APP)
         self.assertIn(":pw1@", values["DATABASE_DSN"])
         self.assertIn("pw1", b.secret_values(PGBOUNCER)["userlist.txt"])
+        self.assertEqual(b.secret_values(TOKEN_SECRET), {"token": "t0ken-from-the-recipe"})
         self.assertNotIn(PLACEHOLDER, json.dumps([b.secret_values(APP),
-                                                  b.secret_values(PGBOUNCER)]))
+                                                  b.secret_values(PGBOUNCER),
+                                                  b.secret_values(TOKEN_SECRET)]))
         self.assertNotEqual(b.container(APP, APP)["image"].split(":")[0], APP,
                             "the recipe sets the registry")
         for name in ("probes", "env", "pgbouncer", "shutdown"):
