@@ -8,7 +8,7 @@
 #   make format     clang-format every C file in place (.clang-format)
 #   make format-check  fail, listing the files `make format` would change
 
-PKGS    := libevent libpq hiredis libcurl jansson
+PKGS    := libevent libpq hiredis libcurl jansson libcrypto
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes

@@ -26,6 +26,7 @@ struct app {
 	struct http_server *http;
 	struct docs *docs;
 	struct producer *producer;
+	struct backlog *backlog;
 	struct sched *sched;
 	struct service *svc;
 	struct api api; /* what the handlers get */

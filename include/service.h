@@ -32,6 +32,7 @@ enum svc_err {
 };
 
 struct event_base;
+struct evbuffer;
 struct service;
 struct pg_conn;
 struct pgpool;
@@ -74,6 +75,9 @@ void service_set_shutting_down(struct service *svc);
 /* Automatic sending on and off; idempotent. */
 void service_start_sending(struct service *svc);
 void service_stop_sending(struct service *svc);
+/* Every metric in Prometheus text format, into out: counters the
+ * callbacks keep, no I/O. */
+void service_metrics(struct service *svc, struct evbuffer *out);
 /* Sent messages, most recently sent first; msgs are borrowed for the
  * callback. */
 enum svc_err service_list_sent(struct service *svc, int limit, int offset,

@@ -6,6 +6,7 @@
 const struct route api_routes[] = {
 	{ "/health", EVHTTP_REQ_GET, api_health },
 	{ "/ready", EVHTTP_REQ_GET, api_ready },
+	{ "/metrics", EVHTTP_REQ_GET, api_metrics },
 	{ "/messages", EVHTTP_REQ_GET, api_messages_list },
 	{ "/messages/start", EVHTTP_REQ_POST, api_start },
 	{ "/messages/stop", EVHTTP_REQ_POST, api_stop },

@@ -7,6 +7,7 @@
 #include "cache.h"
 #include "jsonbuf.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 /* Writes skipped since Redis was last ready; process-wide, as the service
@@ -22,6 +23,8 @@ cache_on_reply(void *arg, const redisReply *reply, const char *err)
 {
 	struct cache_put *put = arg;
 
+	metrics.cache_writes[err != NULL ? METRICS_CACHE_ERROR :
+					   METRICS_CACHE_OK]++;
 	if (err != NULL) {
 		log_warn("cache", "cache write failed", "{s:I, s:s}", "id",
 		    (json_int_t)put->id, "reason", err);
@@ -61,6 +64,7 @@ cache_put_sent(struct redis_client *rc, int64_t id, const char *message_id,
 	int ret = 0;
 
 	if (!redis_is_ready(rc)) {
+		metrics.cache_writes[METRICS_CACHE_SKIPPED]++;
 		/* A backlog drained while Redis is down would otherwise log a
 		 * warning per message: warn once, then count. */
 		log_write(cache_down_streak++ == 0 ? LOG_WARN : LOG_DEBUG,
@@ -100,6 +104,7 @@ cache_put_sent(struct redis_client *rc, int64_t id, const char *message_id,
 	put->id = id;
 	/* hiredis copies the arguments into its output buffer. */
 	if (redis_command(rc, cache_on_reply, put, argc, argv, argvlen) != 0) {
+		metrics.cache_writes[METRICS_CACHE_SKIPPED]++;
 		log_warn("cache", "cache write skipped: redis refused it",
 		    "{s:I}", "id", (json_int_t)id);
 		free(put);

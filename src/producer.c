@@ -3,6 +3,7 @@
 
 #include "fake.h"
 #include "log.h"
+#include "metrics.h"
 #include "pg.h"
 #include "producer.h"
 #include "store.h"
@@ -27,6 +28,7 @@ prod_on_inserted(void *arg, int64_t id, const char *err)
 		    "reason", err);
 		return;
 	}
+	metrics.produced++;
 	log_info("producer", "Successfully created a new message", "{s:I}",
 	    "id", (json_int_t)id);
 }

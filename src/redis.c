@@ -16,6 +16,7 @@
 #include <hiredis/adapters/libevent.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "reconnect.h"
 #include "redis.h"
 #include "timing.h"
@@ -213,6 +214,7 @@ redis_ready(struct redis_client *rc)
 	struct timeval tv = util_tv(TIMING_REDIS_WATCHDOG_MS);
 
 	rc->state = RC_READY;
+	metrics.redis.ready = 1;
 	reconnect_succeeded(&rc->reconnect);
 	event_del(rc->ev_timer);
 	event_add(rc->ev_watchdog, &tv);
@@ -345,6 +347,7 @@ redis_schedule_retry(struct redis_client *rc)
 	struct timeval tv = util_tv(delay);
 
 	event_add(rc->ev_timer, &tv);
+	metrics.redis.reconnects++;
 	log_debug("redis", "reconnect scheduled", "{s:I}", "delay_ms",
 	    (json_int_t)delay);
 }
@@ -358,6 +361,8 @@ redis_drop(struct redis_client *rc, enum redis_state next, const char *err)
 	redisAsyncContext *ac = rc->ac;
 	struct redis_op *op;
 
+	if (rc->state == RC_READY)
+		metrics.redis.ready = 0;
 	rc->state = next;
 	rc->ac = NULL;
 	rc->gen++;

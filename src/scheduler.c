@@ -31,6 +31,7 @@
 #include "cache.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "outcome.h"
 #include "pg.h"
 #include "redis.h"
@@ -164,6 +165,7 @@ sched_slot_free(struct sched *s, struct delivery *d)
 	if (d->state == D_FLYING) {
 		assert(s->ninflight > 0);
 		s->ninflight--;
+		metrics.webhook_inflight--;
 	}
 	if (d->texts != NULL && --d->texts->refs == 0)
 		free(d->texts);
@@ -200,6 +202,7 @@ sched_slot_fly(struct sched *s, struct delivery *d)
 	assert(d->state == D_WAITING);
 	d->state = D_FLYING;
 	s->ninflight++;
+	metrics.webhook_inflight++;
 	assert(s->ninflight <= s->budget);
 	if (d->texts != NULL && --d->texts->refs == 0)
 		free(d->texts);
@@ -300,6 +303,19 @@ sched_flush_soon(struct sched *s)
 		sched_arm_flush(s, TIMING_OUTCOME_FLUSH_MS);
 }
 
+/* The reason of a failure is in its outcome, not in the row: found by
+ * id, which costs a search per failure (failures are rare). */
+static void
+sched_count_failed(const struct outcome_buf *w, int64_t id)
+{
+	for (size_t i = 0; i < w->n; i++) {
+		if (w->o[i].id == id) {
+			metrics.failed[outcome_fail_reason(&w->o[i])]++;
+			return;
+		}
+	}
+}
+
 static void
 sched_on_recorded(void *arg, const struct recorded *rows, size_t n,
     const char *err)
@@ -324,6 +340,7 @@ sched_on_recorded(void *arg, const struct recorded *rows, size_t n,
 	s->db_warned = false;
 	for (size_t i = 0; i < n; i++) {
 		if (rows[i].status == STORE_SENT) {
+			metrics.sent++;
 			log_info("scheduler", "message sent", "{s:I, s:s?}",
 			    "id", (json_int_t)rows[i].id, "messageId",
 			    rows[i].response_id);
@@ -332,8 +349,11 @@ sched_on_recorded(void *arg, const struct recorded *rows, size_t n,
 			    rows[i].response_id, rows[i].sent_at,
 			    s->cfg->cache_ttl_ms);
 		} else if (rows[i].status == STORE_FAILED) {
+			sched_count_failed(w, rows[i].id);
 			log_warn("scheduler", "message failed", "{s:I}", "id",
 			    (json_int_t)rows[i].id);
+		} else {
+			metrics.retried++;
 		}
 	}
 	if (n < w->n)
@@ -413,6 +433,7 @@ sched_on_delivered(void *arg, const struct webhook_result *res)
 	struct outcome *o;
 
 	assert(d->state == D_FLYING);
+	metrics_webhook_observe(outcome_classify(res), res->elapsed_ms);
 	if (res->aborted) {
 		/* Nothing is known: the lease runs out and it is sent again. */
 		sched_slot_free(s, d);
@@ -801,6 +822,7 @@ sched_start(struct sched *s)
 	if (s->active)
 		return false;
 	s->active = true;
+	metrics.sending = 1;
 	event_add(s->ev_tick, &tv);
 	log_info("scheduler", "automatic sending started", "{s:I, s:i, s:b}",
 	    "interval_ms", (json_int_t)s->cfg->scheduler_interval_ms,
@@ -817,6 +839,7 @@ sched_stop(struct sched *s)
 	if (!s->active)
 		return false;
 	s->active = false;
+	metrics.sending = 0;
 	s->drain_queued = false;
 	event_del(s->ev_tick);
 	if (s->paused) {

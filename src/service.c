@@ -28,6 +28,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "pg.h"
 #include "pgpool.h"
 #include "redis.h"
@@ -131,6 +132,13 @@ void
 service_stop_sending(struct service *svc)
 {
 	(void)sched_stop(svc->sched);
+}
+
+void
+service_metrics(struct service *svc, struct evbuffer *out)
+{
+	UNUSED(svc);
+	metrics_write(out);
 }
 
 /* A store error is a database that is down or failed the query: either

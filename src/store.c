@@ -21,6 +21,7 @@ struct store_call {
 		store_claim_cb claim;
 		store_record_cb record;
 		store_count_cb count;
+		store_backlog_cb backlog;
 	} cb;
 	void *arg;
 };
@@ -501,4 +502,33 @@ store_release(struct pg_conn *pg, const struct store_lease *l, size_t n,
 	pgarray_fini(&ids);
 	pgarray_fini(&tokens);
 	return rc;
+}
+
+static void
+store_on_backlog(void *arg, const PGresult *res, const char *err)
+{
+	struct store_call *c = arg;
+	int64_t pending = 0, due = 0;
+
+	if (err == NULL && PQntuples(res) == 1) {
+		pending = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		due = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	} else if (err == NULL) {
+		err = "unexpected result";
+	}
+	c->cb.backlog(c->arg, pending, due, err);
+	free(c);
+}
+
+/* Both from the due index alone (it holds exactly the pending rows). */
+int
+store_count_backlog(struct pg_conn *pg, store_backlog_cb cb, void *arg)
+{
+	struct store_call *c = store_call_new(arg);
+
+	c->cb.backlog = cb;
+	return store_submit(pg,
+	    "SELECT count(*), count(*) FILTER (WHERE next_attempt_at <= now())"
+	    " FROM messages WHERE status = 'pending'",
+	    0, NULL, store_on_backlog, c);
 }
