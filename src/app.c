@@ -162,6 +162,7 @@ app_new(const struct config *cfg)
 	app->webhook = webhook_new(app->base, cfg->webhook_url,
 	    cfg->webhook_auth_key, cfg->webhook_timeout_ms,
 	    cfg->webhook_concurrency);
+	webhook_set_secret(app->webhook, cfg->webhook_secret);
 	app->producer = prod_new(app->base, app->pg, cfg->producer_interval_ms);
 	app->backlog = backlog_new(app->base, app->pg);
 	app->sched = sched_new(app->base, cfg, app->pg, app->webhook,
