@@ -8,11 +8,18 @@
 #include "jsonbuf.h"
 #include "log.h"
 #include "metrics.h"
+#include "streak.h"
 #include "util.h"
 
 /* Writes skipped since Redis was last ready; process-wide, as the service
  * has one thread and one Redis client. */
 static uint64_t cache_down_streak;
+
+/* A stalled or failing Redis fails every write: one warning, then
+ * counts, not a line per message. */
+static struct streak cache_failing = STREAK_INIT(LOG_WARN, "cache",
+    "cache write failed", "cache writes still failing",
+    "cache writes succeed again");
 
 struct cache_put {
 	int64_t id;
@@ -26,9 +33,12 @@ cache_on_reply(void *arg, const redisReply *reply, const char *err)
 	metrics.cache_writes[err != NULL ? METRICS_CACHE_ERROR :
 					   METRICS_CACHE_OK]++;
 	if (err != NULL) {
-		log_warn("cache", "cache write failed", "{s:I, s:s}", "id",
-		    (json_int_t)put->id, "reason", err);
+		if (!streak_hit(&cache_failing, "{s:I, s:s}", "id",
+			(json_int_t)put->id, "reason", err))
+			log_debug("cache", "cache write failed", "{s:I, s:s}",
+			    "id", (json_int_t)put->id, "reason", err);
 	} else {
+		streak_end(&cache_failing);
 		log_debug("cache", "cache written", "{s:I, s:i}", "id",
 		    (json_int_t)put->id, "reply_type", reply->type);
 	}

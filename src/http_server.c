@@ -14,6 +14,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "reply.h"
+#include "streak.h"
 #include "util.h"
 
 #define HTTP_ACCEPT_PAUSE_MS 100
@@ -230,6 +231,13 @@ http_ctx_detach(struct http_ctx *ctx, int status, json_t *body)
 	http_ctx_unlink(ctx);
 }
 
+/* A frozen database makes every waiting request miss its deadline: one
+ * warning, counts while it lasts, and a line when requests are answered
+ * in time again. */
+static struct streak http_late = STREAK_INIT(LOG_WARN, "http",
+    "request deadline passed", "request deadlines still passing",
+    "requests answered in time again");
+
 static void
 http_ctx_on_deadline(evutil_socket_t fd, short what, void *arg)
 {
@@ -237,7 +245,7 @@ http_ctx_on_deadline(evutil_socket_t fd, short what, void *arg)
 
 	UNUSED(fd);
 	UNUSED(what);
-	log_warn("http", "request deadline passed", NULL);
+	(void)streak_hit(&http_late, NULL);
 	http_ctx_detach(ctx, reply_status(SVC_TIMEOUT),
 	    reply_fail_body(SVC_TIMEOUT, NULL));
 }
@@ -260,6 +268,8 @@ http_ctx_new(struct http_server *srv, struct evhttp_request *req)
 void
 http_ctx_finish(struct http_ctx *ctx, int status, json_t *body)
 {
+	if (ctx->req != NULL)
+		streak_end(&http_late);
 	http_ctx_detach(ctx, status, body);
 	event_free(ctx->deadline);
 	free(ctx);
@@ -268,8 +278,10 @@ http_ctx_finish(struct http_ctx *ctx, int status, json_t *body)
 void
 http_ctx_finish_buffer(struct http_ctx *ctx, int status, struct evbuffer *body)
 {
-	if (ctx->req != NULL)
+	if (ctx->req != NULL) {
+		streak_end(&http_late);
 		reply_json_buffer(ctx->req, status, body);
+	}
 	http_ctx_unlink(ctx);
 	event_free(ctx->deadline);
 	free(ctx);

@@ -37,6 +37,7 @@
 #include "redis.h"
 #include "scheduler.h"
 #include "store.h"
+#include "streak.h"
 #include "timing.h"
 #include "util.h"
 #include "webhook.h"
@@ -142,6 +143,11 @@ struct sched {
 	bool write_out;		    /* the writing batch is with the database */
 	struct store_outcome *rows; /* the batch as store rows */
 	size_t cap_rows;
+	/* What repeats per tick or per message is logged as a streak (one
+	 * line, then summaries): ticks skipped while a run is held up (by
+	 * a database that is down, say), posts the webhook client refused,
+	 * and 2xx answers without a messageId. */
+	struct streak ticks_skipped, refusals, no_id;
 };
 
 static void sched_check(struct sched *s);
@@ -447,11 +453,14 @@ sched_on_delivered(void *arg, const struct webhook_result *res)
 	    s->cfg->retry_base_delay_ms);
 	memcpy(o->lease_token, d->lease_token, sizeof(o->lease_token));
 	if (o->warn_no_id)
-		log_warn("scheduler", "webhook accepted without a messageId",
-		    "{s:I, s:i}", "id", (json_int_t)d->id, "status",
-		    (int)res->http_status);
+		(void)streak_hit(&s->no_id, "{s:I, s:i}", "id",
+		    (json_int_t)d->id, "status", (int)res->http_status);
+	else if (o->kind == OUTCOME_SENT)
+		streak_end(&s->no_id);
+	/* Per message, so at debug: the final failure is logged (warn)
+	 * when it is recorded, and the metrics count every attempt. */
 	if (o->kind != OUTCOME_SENT)
-		log_info("scheduler", "delivery attempt failed",
+		log_debug("scheduler", "delivery attempt failed",
 		    "{s:I, s:s, s:s, s:I}", "id", (json_int_t)d->id, "error",
 		    o->error, "next", outcome_status(o->kind), "retry_in_ms",
 		    (json_int_t)o->delay_ms);
@@ -493,8 +502,10 @@ sched_on_released(void *arg, size_t n, const char *err)
 static void
 sched_refused(struct sched *s, int64_t id)
 {
-	log_warn("scheduler", "webhook refused a request, releasing it",
-	    "{s:I}", "id", (json_int_t)id);
+	if (!streak_hit(&s->refusals, "{s:I}", "id", (json_int_t)id))
+		log_debug("scheduler",
+		    "webhook refused a request, releasing it", "{s:I}", "id",
+		    (json_int_t)id);
 	if (s->nskip == s->cap_skip) {
 		s->cap_skip = s->cap_skip ? 2 * s->cap_skip : 16;
 		s->skip = realloc(s->skip, s->cap_skip * sizeof(*s->skip));
@@ -539,6 +550,7 @@ sched_pump(struct sched *s)
 		if (s->active && !stale) {
 			if (webhook_post(s->wh, d->id, d->recipient, d->content,
 				sched_on_delivered, d) == 0) {
+				streak_end(&s->refusals);
 				sched_slot_fly(s, d);
 				continue;
 			}
@@ -743,7 +755,9 @@ sched_run_begin(struct sched *s, long long quota, const char *why)
 	if (!s->active)
 		return;
 	if (s->run != RUN_IDLE) {
-		if (quota < 0) {
+		/* A drain already queued (SCHEDULER_BATCH_SIZE=0 makes every
+		 * tick one) adds nothing: the tick is skipped like any. */
+		if (quota < 0 && !s->drain_queued) {
 			/* Stop + start during a run: the old run may be a
 			 * tick's, with a quota nearly used, or may have seen
 			 * its last claim before new messages came. Growing it
@@ -756,12 +770,10 @@ sched_run_begin(struct sched *s, long long quota, const char *why)
 			    "{s:s}", "trigger", why);
 			return;
 		}
-		log_info("scheduler",
-		    "tick skipped: previous run still in "
-		    "progress",
-		    "{s:s}", "trigger", why);
+		(void)streak_hit(&s->ticks_skipped, "{s:s}", "trigger", why);
 		return;
 	}
+	streak_end(&s->ticks_skipped);
 	assert(s->ninflight == 0 && s->nwaiting == 0 && !s->claiming);
 	assert(s->releasing == 0);
 	log_debug("scheduler", "run started", "{s:s, s:I}", "trigger", why,
@@ -796,6 +808,17 @@ sched_new(struct event_base *base, const struct config *cfg, struct pg_conn *pg,
 	s->pg = pg;
 	s->wh = wh;
 	s->redis = redis;
+	s->ticks_skipped = (struct streak)STREAK_INIT(LOG_INFO, "scheduler",
+	    "tick skipped: previous run still in progress",
+	    "ticks still skipped: previous run still in progress",
+	    "ticks run again");
+	s->refusals = (struct streak)STREAK_INIT(LOG_WARN, "scheduler",
+	    "webhook refused a request, releasing it",
+	    "webhook still refusing requests", "webhook takes requests again");
+	s->no_id = (struct streak)STREAK_INIT(LOG_WARN, "scheduler",
+	    "webhook accepted without a messageId",
+	    "webhook still accepting without a messageId",
+	    "webhook replies carry a messageId again");
 	s->budget = cfg->webhook_concurrency > 0 ?
 	    (size_t)cfg->webhook_concurrency :
 	    1;

@@ -35,6 +35,7 @@
 #include "scheduler.h"
 #include "service.h"
 #include "store.h"
+#include "streak.h"
 #include "util.h"
 
 /* Most reads one statement answers. */
@@ -68,6 +69,7 @@ struct service {
 	size_t queries;			  /* reads waiting or in flight */
 	size_t max_queries;		  /* the bound on them */
 	size_t refused; /* SVC_BUSY answers since the bound was hit */
+	struct streak list_failing;
 };
 
 static void service_on_send(evutil_socket_t fd, short what, void *arg);
@@ -86,6 +88,9 @@ service_new(struct event_base *base, struct pg_conn *pg, struct pgpool *api,
 	svc->redis = redis;
 	svc->sched = sched;
 	svc->max_queries = max_queries > 0 ? max_queries : 1;
+	svc->list_failing = (struct streak)STREAK_INIT(LOG_WARN, "service",
+	    "listing messages failed", "listing messages still failing",
+	    "listing messages works again");
 	return svc;
 }
 
@@ -142,11 +147,12 @@ service_metrics(struct service *svc, struct evbuffer *out)
 }
 
 /* A store error is a database that is down or failed the query: either
- * way the caller can only try again later. */
+ * way the caller can only try again later. Logged as a streak: a client
+ * that polls a database that is down must not fill the log. */
 static enum svc_err
-service_db_err(const char *what, const char *err)
+service_db_err(struct streak *s, const char *err)
 {
-	log_warn("service", what, "{s:s}", "reason", err);
+	(void)streak_hit(s, "{s:s}", "reason", err);
 	return SVC_UNAVAILABLE;
 }
 
@@ -236,8 +242,9 @@ service_on_listed(void *arg, const struct message *msgs, const size_t *counts,
 	svc->batches--;
 	if (err != NULL) {
 		service_fail_list(svc, &b->reads,
-		    service_db_err("listing messages failed", err));
+		    service_db_err(&svc->list_failing, err));
 	} else {
+		streak_end(&svc->list_failing);
 		while ((r = STAILQ_FIRST(&b->reads)) != NULL) {
 			size_t n = counts[page++];
 
