@@ -28,6 +28,7 @@ extern const size_t api_routes_count;
 
 void api_health(struct evhttp_request *req, void *arg);
 void api_ready(struct evhttp_request *req, void *arg);
+void api_metrics(struct evhttp_request *req, void *arg);
 void api_start(struct evhttp_request *req, void *arg);
 void api_stop(struct evhttp_request *req, void *arg);
 void api_messages(struct evhttp_request *req, void *arg);

@@ -26,6 +26,7 @@ struct app {
 	struct http_server *http;
 	struct docs *docs;
 	struct producer *producer;
+	struct backlog *backlog;
 	struct sched *sched;
 	struct cacheheal *cacheheal; /* misses of a Redis outage, rewritten */
 	struct service *svc;

@@ -28,6 +28,7 @@ struct config {
 	char *webhook_url;  /* host and path joined with one '/' */
 	char *webhook_auth_key;
 	char *webhook_ca_file; /* "" = curl's default bundle */
+	char *webhook_secret;  /* "" = unsigned; checked by sign_check */
 	int port;
 	char *bind_addr;
 	int64_t producer_interval_ms; /* 0 = producer off */

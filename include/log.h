@@ -8,6 +8,7 @@
 #ifndef GOPULSE_LOG_H
 #define GOPULSE_LOG_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 
 #include <jansson.h>
@@ -22,6 +23,8 @@ int log_level_parse(const char *s, enum log_level *out);
 
 void log_write(enum log_level level, const char *component, const char *msg,
     const char *fields_fmt, ...);
+void log_vwrite(enum log_level level, const char *component, const char *msg,
+    const char *fields_fmt, va_list ap);
 
 #define log_debug(c, m, ...) log_write(LOG_DEBUG, c, m, __VA_ARGS__)
 #define log_info(c, m, ...) log_write(LOG_INFO, c, m, __VA_ARGS__)

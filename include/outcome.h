@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "metrics.h"
 #include "webhook.h"
 
 enum outcome_kind { OUTCOME_SENT, OUTCOME_RETRY, OUTCOME_FAILED };
@@ -39,6 +40,12 @@ bool outcome_receiver_down(const struct webhook_result *res);
 int64_t outcome_retry_delay_ms(int attempt, int64_t base_ms,
     int64_t retry_after_s);
 const char *outcome_status(enum outcome_kind kind);
+/* The class of an attempt, as gopulse_webhook_request_duration_seconds
+ * labels it. */
+enum metrics_outcome outcome_classify(const struct webhook_result *res);
+/* Why o (OUTCOME_FAILED) failed: a 4xx that is not worth retrying, or
+ * attempts used up. */
+enum metrics_fail outcome_fail_reason(const struct outcome *o);
 void outcome_fini(struct outcome *o);
 
 #endif

@@ -58,6 +58,10 @@ void pg_free(struct pg_conn *pg);
  * not the server's); a depth of 1 is for one that is not. Each query
  * still travels in one round trip with its statement_timeout. */
 void pg_set_pipeline_depth(struct pg_conn *pg, int depth);
+/* Where the connection counts itself ready and its reconnects (metrics.h);
+ * set before pg_start. */
+struct metrics_link;
+void pg_set_metrics(struct pg_conn *pg, struct metrics_link *link);
 
 /* The hook runs on every connect; it queues work with pg_setup_query and
  * ends with pg_setup_done (or pg_setup_failed). */

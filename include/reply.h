@@ -28,6 +28,9 @@ void reply_json_buffer(struct evhttp_request *req, int status,
 /* Static bytes (not copied: they must outlive the reply), 200. */
 void reply_bytes(struct evhttp_request *req, const char *type,
     const char *cache, const char *data, size_t len);
+/* What the handler already wrote into req's output buffer, as type. */
+void reply_output(struct evhttp_request *req, int status, const char *type,
+    const char *cache);
 /* {"error": msg, "status": "error"} with an HTTP-level status (404,
  * 405, 413, ...). */
 void reply_error(struct evhttp_request *req, int status, const char *msg);

@@ -21,6 +21,12 @@ struct route {
  * / 204 for OPTIONS on a known path. */
 void router_dispatch(const struct route *routes, size_t n,
     struct evhttp_request *req, void *arg);
+/* The two halves of router_dispatch, for a caller that wants to know the
+ * route (the metrics label it): the route of req's path or NULL, then the
+ * call, or the 404 / 405 / 204. */
+const struct route *router_match(const struct route *routes, size_t n,
+    struct evhttp_request *req);
+void router_call(const struct route *r, struct evhttp_request *req, void *arg);
 /* "GET, HEAD, OPTIONS" for a method mask; buf of 64 bytes is enough. */
 void router_allow(int methods, char *buf, size_t len);
 /* The route of a decoded path, or NULL. */

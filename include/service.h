@@ -34,6 +34,7 @@ enum svc_err {
 };
 
 struct event_base;
+struct evbuffer;
 struct service;
 struct pg_conn;
 struct pgpool;
@@ -87,6 +88,9 @@ void service_set_shutting_down(struct service *svc);
 /* Automatic sending on and off; idempotent. */
 void service_start_sending(struct service *svc);
 void service_stop_sending(struct service *svc);
+/* Every metric in Prometheus text format, into out: counters the
+ * callbacks keep, no I/O. */
+void service_metrics(struct service *svc, struct evbuffer *out);
 /* A page of the messages filter selects (sent ones most recently sent
  * first, the others newest first), after the cursor after (NULL: from the
  * start; SVC_INVALID when it is not a cursor of this listing); msgs are

@@ -112,6 +112,8 @@ typedef void (*store_record_cb)(void *arg, const struct recorded *rows,
     size_t n, const char *err);
 typedef void (*store_cached_cb)(void *arg, const struct cached *rows, size_t n,
     const char *err);
+typedef void (*store_backlog_cb)(void *arg, int64_t pending, int64_t due,
+    const char *err);
 
 const char *store_status_name(enum store_status status);
 /* The text of extract(epoch FROM ts) ("1764446673.927123", "-0.5") as
@@ -181,6 +183,9 @@ int store_record_outcomes(struct pg_conn *pg, const struct store_outcome *o,
  * many rows were released. */
 int store_release(struct pg_conn *pg, const struct store_lease *l, size_t n,
     store_count_cb cb, void *arg) MUSTCHECK;
+/* How many messages are pending, and how many of them are due now. */
+int store_count_backlog(struct pg_conn *pg, store_backlog_cb cb,
+    void *arg) MUSTCHECK;
 
 /* Up to limit messages sent at or after since_ms (wall clock, ms since
  * the epoch) whose entry has not yet expired (sent within ttl_ms), oldest

@@ -90,5 +90,15 @@
  * gives up on it); then it answers from PostgreSQL with the cache
  * "unavailable". Redis answers a GET in well under a millisecond. */
 #define TIMING_CACHE_LOOKUP_MS 250
+/* ---- observability (backlog.c, logs) ---- */
+/* The pending backlog is counted this often for /metrics: a scrape never
+ * queries, and a count of a large backlog every few seconds would cost
+ * the database more than the gauge is worth. */
+#define TIMING_BACKLOG_MS 15000
+/* A condition that repeats (a stalled Redis failing every cache write,
+ * API deadlines, skipped ticks) logs one line when it starts, then a
+ * summary with its count at most this often while it lasts, and one when
+ * it ends. */
+#define TIMING_LOG_SUMMARY_MS 60000
 
 #endif

@@ -52,6 +52,10 @@ struct webhook *webhook_new(struct event_base *base, const char *url,
  * the rest is delivered at once but the cleanup waits until that callback
  * returns, so don't free the base from inside a callback. */
 void webhook_free(struct webhook *wh);
+/* Signs every post with the WEBHOOK_SECRET list secrets (checked by
+ * sign_check; "" = unsigned): headers webhook-timestamp and
+ * webhook-signature (sign.h). Before the first post. */
+void webhook_set_secret(struct webhook *wh, const char *secrets);
 
 /* POST {"to": to, "content": content} to the url. -1 when `concurrency`
  * posts are already in flight, the body cannot be built (NULL or invalid

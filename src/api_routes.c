@@ -8,6 +8,7 @@ const struct route api_routes[] = {
 	{ "/health", EVHTTP_REQ_GET, api_health },
 	{ "/ready", EVHTTP_REQ_GET, api_ready },
 	{ "/messages", EVHTTP_REQ_GET | EVHTTP_REQ_POST, api_messages },
+	{ "/metrics", EVHTTP_REQ_GET, api_metrics },
 	{ "/messages/start", EVHTTP_REQ_POST, api_start },
 	{ "/messages/stop", EVHTTP_REQ_POST, api_stop },
 	{ "/messages/retry-failed", EVHTTP_REQ_POST,

@@ -11,9 +11,11 @@
 
 #include "app.h"
 #include "cacheheal.h"
+#include "backlog.h"
 #include "docs.h"
 #include "http_server.h"
 #include "log.h"
+#include "metrics.h"
 #include "migrate.h"
 #include "pg.h"
 #include "pgpool.h"
@@ -38,7 +40,8 @@ app_idle(const struct app *app)
 	return http_server_inflight(app->http) == 0 &&
 	    !sched_busy(app->sched) && pg_pending(app->pg) == 0 &&
 	    pgpool_pending(app->apipool) == 0 &&
-	    redis_pending(app->redis) == 0 && !prod_busy(app->producer);
+	    redis_pending(app->redis) == 0 && !prod_busy(app->producer) &&
+	    !backlog_busy(app->backlog);
 }
 
 static void
@@ -84,6 +87,7 @@ app_drain(struct app *app)
 	app->drain_deadline_ms = util_now_ms() + app->cfg->shutdown_timeout_ms;
 	http_server_stop_accepting(app->http);
 	prod_stop(app->producer);
+	backlog_stop(app->backlog);
 	sched_stop(app->sched);
 	event_add(app->ev_drain, &tv);
 }
@@ -163,6 +167,7 @@ app_new(const struct config *cfg)
 	app->pg = pg_new(app->base, app->resolver, cfg->database_dsn,
 	    cfg->db_query_timeout_ms);
 	pg_set_pipeline_depth(app->pg, cfg->db_pipeline_depth);
+	pg_set_metrics(app->pg, &metrics.pg_delivery);
 	migrate_attach(app->pg);
 	/* The API's own connections wait for this one's migrations. */
 	app->apipool = pgpool_new(app->base, app->resolver, cfg->database_dsn,
@@ -174,7 +179,9 @@ app_new(const struct config *cfg)
 	    cfg->webhook_auth_key, cfg->webhook_timeout_ms,
 	    cfg->webhook_concurrency);
 	webhook_set_ca_file(app->webhook, cfg->webhook_ca_file);
+	webhook_set_secret(app->webhook, cfg->webhook_secret);
 	app->producer = prod_new(app->base, app->pg, cfg->producer_interval_ms);
+	app->backlog = backlog_new(app->base, app->pg);
 	app->sched = sched_new(app->base, cfg, app->pg, app->webhook,
 	    app->redis);
 	app->cacheheal = cacheheal_new(app->base, app->pg, app->redis,
@@ -215,6 +222,7 @@ app_run(struct app *app)
 	pgpool_start(app->apipool);
 	redis_start(app->redis);
 	prod_start(app->producer);
+	backlog_start(app->backlog);
 	if (app->cfg->autostart)
 		sched_start(app->sched);
 	log_info("app", "started", "{s:s, s:s}", "version", GOPULSE_VERSION,
@@ -239,6 +247,7 @@ app_free(struct app *app)
 	pgpool_free(app->apipool);
 	redis_free(app->redis);
 	prod_free(app->producer);
+	backlog_free(app->backlog);
 	sched_free(app->sched);
 	cacheheal_free(app->cacheheal);
 	service_free(app->svc);

@@ -7,6 +7,8 @@
 #include "cache.h"
 #include "jsonbuf.h"
 #include "log.h"
+#include "metrics.h"
+#include "streak.h"
 #include "timing.h"
 #include "util.h"
 
@@ -46,6 +48,12 @@ cache_missed_rewritten(void)
 	cache_missed_since_ms = 0;
 }
 
+/* A stalled or failing Redis fails every write: one warning, then
+ * counts, not a line per message. */
+static struct streak cache_failing = STREAK_INIT(LOG_WARN, "cache",
+    "cache write failed", "cache writes still failing",
+    "cache writes succeed again");
+
 struct cache_put {
 	int64_t id;
 };
@@ -55,11 +63,16 @@ cache_on_reply(void *arg, const redisReply *reply, const char *err)
 {
 	struct cache_put *put = arg;
 
+	metrics.cache_writes[err != NULL ? METRICS_CACHE_ERROR :
+					   METRICS_CACHE_OK]++;
 	if (err != NULL) {
 		cache_missed();
-		log_warn("cache", "cache write failed", "{s:I, s:s}", "id",
-		    (json_int_t)put->id, "reason", err);
+		if (!streak_hit(&cache_failing, "{s:I, s:s}", "id",
+			(json_int_t)put->id, "reason", err))
+			log_debug("cache", "cache write failed", "{s:I, s:s}",
+			    "id", (json_int_t)put->id, "reason", err);
 	} else {
+		streak_end(&cache_failing);
 		log_debug("cache", "cache written", "{s:I, s:i}", "id",
 		    (json_int_t)put->id, "reply_type", reply->type);
 	}
@@ -96,6 +109,7 @@ cache_put_sent(struct redis_client *rc, int64_t id, const char *message_id,
 
 	if (!redis_is_ready(rc)) {
 		cache_missed();
+		metrics.cache_writes[METRICS_CACHE_SKIPPED]++;
 		/* A backlog drained while Redis is down would otherwise log a
 		 * warning per message: warn once, then count. */
 		log_write(cache_down_streak++ == 0 ? LOG_WARN : LOG_DEBUG,
@@ -136,6 +150,7 @@ cache_put_sent(struct redis_client *rc, int64_t id, const char *message_id,
 	/* hiredis copies the arguments into its output buffer. */
 	if (redis_command(rc, cache_on_reply, put, argc, argv, argvlen) != 0) {
 		cache_missed();
+		metrics.cache_writes[METRICS_CACHE_SKIPPED]++;
 		log_warn("cache", "cache write skipped: redis refused it",
 		    "{s:I}", "id", (json_int_t)id);
 		free(put);

@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "dsn.h"
+#include "sign.h"
 #include "util.h"
 
 #define DAY_MS (24LL * 3600 * 1000)
@@ -42,7 +43,8 @@
 	ROW(name, CONFIG_STRING, dflt, 0, 0, flags, f, char *, parse, doc)
 
 static config_parse_fn config_parse_redis_addr, config_parse_webhook_host,
-    config_parse_webhook_path, config_parse_bind_addr, config_parse_ca_file;
+    config_parse_webhook_path, config_parse_bind_addr, config_parse_ca_file,
+    config_parse_webhook_secret;
 
 /* The README's order; docker-compose.yml passes them in the same order. */
 const struct config_var config_vars[] = {
@@ -80,6 +82,12 @@ const struct config_var config_vars[] = {
 	    "start automatic sending at boot"),
 	ROW_STRING("WEBHOOK_AUTH_KEY", "", CONFIG_SECRET, webhook_auth_key,
 	    NULL, "sent as header `x-ins-auth-key` when set"),
+	ROW_STRING("WEBHOOK_SECRET", "", CONFIG_SECRET, webhook_secret,
+	    config_parse_webhook_secret,
+	    "`whsec_<base64>` (at least 24 bytes decoded), or several "
+	    "separated by spaces (rotation): each POST is signed the Standard "
+	    "Webhooks way (`webhook-id`, `webhook-timestamp`, "
+	    "`webhook-signature` with one `v1,` entry per secret)"),
 	ROW_DURATION("WEBHOOK_TIMEOUT", "10s", 10, 600000, 0,
 	    webhook_timeout_ms, "whole-request timeout per attempt"),
 	ROW_INT("WEBHOOK_CONCURRENCY", "64", 1, 4096, webhook_concurrency,
@@ -441,6 +449,17 @@ config_parse_webhook_path(struct config *cfg, const struct config_var *var,
 	while (*value == '/')
 		value++;
 	*CONFIG_AT(cfg, var, char *) = xasprintf("/%s", value);
+	return 0;
+}
+
+/* The reason never quotes the value: it is a secret. */
+static int
+config_parse_webhook_secret(struct config *cfg, const struct config_var *var,
+    const char *value, char *why, size_t whylen)
+{
+	if (sign_check(value, why, whylen) != 0)
+		return -1;
+	*CONFIG_AT(cfg, var, char *) = xstrdup(value);
 	return 0;
 }
 

@@ -215,17 +215,16 @@ log_jansson(const char *ts, enum log_level level, const char *component,
 }
 
 void
-log_write(enum log_level level, const char *component, const char *msg,
-    const char *fields_fmt, ...)
+log_vwrite(enum log_level level, const char *component, const char *msg,
+    const char *fields_fmt, va_list ap)
 {
 	char ts[32];
-	va_list ap, again;
+	va_list again;
 	bool done;
 
 	if (!log_enabled(level))
 		return;
 	util_rfc3339(util_wall_ms(), 1, ts, sizeof(ts));
-	va_start(ap, fields_fmt);
 	va_copy(again, ap);
 	done = log_direct(&log_buf, ts, level, component, msg, fields_fmt, ap);
 	if (done)
@@ -233,5 +232,17 @@ log_write(enum log_level level, const char *component, const char *msg,
 	else
 		log_jansson(ts, level, component, msg, fields_fmt, again);
 	va_end(again);
+}
+
+void
+log_write(enum log_level level, const char *component, const char *msg,
+    const char *fields_fmt, ...)
+{
+	va_list ap;
+
+	if (!log_enabled(level))
+		return;
+	va_start(ap, fields_fmt);
+	log_vwrite(level, component, msg, fields_fmt, ap);
 	va_end(ap);
 }

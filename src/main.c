@@ -13,6 +13,7 @@
 #include "config.h"
 #include "healthcheck.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 static int
@@ -42,6 +43,7 @@ main(int argc, char **argv)
 	char err[512];
 	int rc;
 
+	metrics_init();
 	/* Logs go to a pipe in containers: flush each line, not each 4 KiB. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	/* libevent and hiredis write to sockets without MSG_NOSIGNAL. */

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 
 #include "outcome.h"
@@ -28,6 +29,20 @@ outcome_retry_delay_ms(int attempt, int64_t base_ms, int64_t retry_after_s)
 		    retry_after_s * 1000;
 	return util_backoff_ms(base_ms, TIMING_RETRY_MAX_DELAY_MS,
 	    (unsigned)(attempt > 1 ? attempt - 1 : 0), TIMING_RETRY_JITTER_PCT);
+}
+
+enum metrics_outcome
+outcome_classify(const struct webhook_result *res)
+{
+	if (res->aborted)
+		return METRICS_OUT_ABORTED;
+	if (res->curl_code == CURLE_OPERATION_TIMEDOUT)
+		return METRICS_OUT_TIMEOUT;
+	if (res->curl_code != CURLE_OK || res->http_status < 200 ||
+	    res->http_status >= 600)
+		return METRICS_OUT_ERROR;
+	return (enum metrics_outcome)(METRICS_OUT_2XX +
+	    (res->http_status / 100 - 2));
 }
 
 /* The receiver's id for the message, if its reply says so. */
@@ -61,6 +76,14 @@ outcome_receiver_down(const struct webhook_result *res)
 {
 	return res->curl_code != 0 || res->http_status == 429 ||
 	    res->http_status >= 500;
+}
+
+/* A transport error has no code (0), which is retryable. */
+enum metrics_fail
+outcome_fail_reason(const struct outcome *o)
+{
+	return outcome_retryable(o->code) ? METRICS_FAIL_EXHAUSTED :
+					    METRICS_FAIL_4XX;
 }
 
 void

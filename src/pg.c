@@ -21,6 +21,7 @@
 #include <sys/queue.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "pg.h"
 #include "pghosts.h"
 #include "reconnect.h"
@@ -77,8 +78,9 @@ struct pg_conn {
 	struct event *ev_deadline; /* connect, or the oldest op sent */
 	struct event *ev_kick;	   /* sends queued work from the loop */
 	struct reconnect reconnect;
-	struct pg_op_list queue; /* not sent yet */
-	struct pg_op_list sent;	 /* sent, answered in this order */
+	struct metrics_link *mlink; /* NULL: not counted */
+	struct pg_op_list queue;    /* not sent yet */
+	struct pg_op_list sent;	    /* sent, answered in this order */
 	size_t nqueued, nsent;
 	pg_setup_cb setup;
 	void *setup_arg;
@@ -261,9 +263,19 @@ pg_schedule_retry(struct pg_conn *pg)
 	struct timeval tv = util_tv(delay);
 
 	pg->state = PG_DISCONNECTED;
+	if (pg->mlink != NULL)
+		pg->mlink->reconnects++;
 	event_add(pg->ev_retry, &tv);
 	log_debug("pg", "reconnect scheduled", "{s:I}", "delay_ms",
 	    (json_int_t)delay);
+}
+
+/* A ready connection leaves the count of ready ones. */
+static void
+pg_count_down(struct pg_conn *pg, enum pg_state was)
+{
+	if (was == PG_READY && pg->mlink != NULL)
+		pg->mlink->ready--;
 }
 
 /* The one funnel for every connection failure: log why, fail the ops,
@@ -284,6 +296,7 @@ pg_fail(struct pg_conn *pg, const char *reason)
 		log_debug("pg", "database connection failed", "{s:s, s:s}",
 		    "state", pg_state_name(was), "reason", why);
 	pg_disconnect(pg);
+	pg_count_down(pg, was);
 	pg->state = PG_DISCONNECTED;
 	err = xasprintf("database connection lost: %s", why);
 	pg_fail_ops(pg, err);
@@ -781,6 +794,12 @@ pg_set_pipeline_depth(struct pg_conn *pg, int depth)
 }
 
 void
+pg_set_metrics(struct pg_conn *pg, struct metrics_link *link)
+{
+	pg->mlink = link;
+}
+
+void
 pg_set_setup(struct pg_conn *pg, pg_setup_cb hook, void *arg)
 {
 	pg->setup = hook;
@@ -852,6 +871,8 @@ pg_setup_done(struct pg_conn *pg)
 	if (pg->state != PG_SETUP)
 		return;
 	pg->state = PG_READY;
+	if (pg->mlink != NULL)
+		pg->mlink->ready++;
 	reconnect_succeeded(&pg->reconnect);
 	log_info("pg", "database ready", NULL);
 	event_active(pg->ev_kick, EV_TIMEOUT, 0);
@@ -869,6 +890,7 @@ pg_close(struct pg_conn *pg)
 {
 	if (pg->state == PG_CLOSED)
 		return;
+	pg_count_down(pg, pg->state);
 	pg->state = PG_CLOSED;
 	event_del(pg->ev_retry);
 	pg_disconnect(pg);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "migrate.h"
 #include "pg.h"
 #include "pgpool.h"
@@ -156,6 +157,7 @@ pgpool_new(struct event_base *base, struct resolver *res, const char *dsn,
 		m->pool = pool;
 		m->index = i + 1;
 		m->pg = pg_new(base, res, dsn, query_timeout_ms);
+		pg_set_metrics(m->pg, &metrics.pg_api);
 		m->ev_recheck = evtimer_new(base, pgpool_on_recheck, m);
 		pg_set_setup(m->pg, pgpool_on_setup, m);
 	}

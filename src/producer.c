@@ -3,9 +3,11 @@
 
 #include "fake.h"
 #include "log.h"
+#include "metrics.h"
 #include "pg.h"
 #include "producer.h"
 #include "store.h"
+#include "streak.h"
 #include "util.h"
 
 struct producer {
@@ -13,7 +15,9 @@ struct producer {
 	struct event *ev_tick;
 	int64_t interval_ms;
 	bool in_flight; /* the overlap guard */
-	unsigned long skipped;
+	/* Ticks skipped, logged as streaks: a database down for an hour
+	 * is one line and a summary a minute, not a line per tick. */
+	struct streak busy, down;
 };
 
 static void
@@ -27,6 +31,7 @@ prod_on_inserted(void *arg, int64_t id, const char *err)
 		    "reason", err);
 		return;
 	}
+	metrics.produced++;
 	log_info("producer", "Successfully created a new message", "{s:I}",
 	    "id", (json_int_t)id);
 }
@@ -41,20 +46,18 @@ prod_on_tick(evutil_socket_t fd, short what, void *arg)
 	UNUSED(what);
 	/* A slow insert must not pile up ticks behind it. */
 	if (p->in_flight) {
-		log_warn("producer",
-		    "tick skipped: previous insert still in "
-		    "flight",
-		    "{s:I}", "skipped", (json_int_t)++p->skipped);
+		(void)streak_hit(&p->busy, NULL);
 		return;
 	}
+	streak_end(&p->busy);
 	fake_phone(to);
 	fake_sentence(content);
 	if (store_insert_message(p->pg, to, content, prod_on_inserted, p) !=
 	    0) {
-		log_warn("producer", "tick skipped: database unavailable",
-		    "{s:I}", "skipped", (json_int_t)++p->skipped);
+		(void)streak_hit(&p->down, NULL);
 		return;
 	}
+	streak_end(&p->down);
 	p->in_flight = true;
 }
 
@@ -64,6 +67,14 @@ prod_new(struct event_base *base, struct pg_conn *pg, int64_t interval_ms)
 	struct producer *p = xcalloc(1, sizeof(*p));
 
 	p->pg = pg;
+	p->busy = (struct streak)STREAK_INIT(LOG_WARN, "producer",
+	    "tick skipped: previous insert still in flight",
+	    "ticks still skipped: previous insert still in flight",
+	    "inserts keep up with ticks again");
+	p->down = (struct streak)STREAK_INIT(LOG_WARN, "producer",
+	    "tick skipped: database unavailable",
+	    "ticks still skipped: database unavailable",
+	    "producer ticks insert again");
 	p->interval_ms = interval_ms;
 	p->ev_tick = event_new(base, -1, EV_PERSIST, prod_on_tick, p);
 	return p;

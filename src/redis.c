@@ -16,6 +16,7 @@
 #include <hiredis/adapters/libevent.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "reconnect.h"
 #include "redis.h"
 #include "timing.h"
@@ -65,6 +66,9 @@ struct redis_client {
 	int in_callback; /* hiredis callbacks on the stack */
 	int in_user;	 /* caller callbacks on the stack */
 	bool ping_out;	 /* watchdog PING not answered yet */
+	/* The server's refusal last warned about in this outage ("AUTH
+	 * failed: WRONGPASS ..."): a new one is news even mid-outage. */
+	char refusal[128];
 };
 
 static void redis_fail(struct redis_client *rc, const char *reason);
@@ -213,6 +217,8 @@ redis_ready(struct redis_client *rc)
 	struct timeval tv = util_tv(TIMING_REDIS_WATCHDOG_MS);
 
 	rc->state = RC_READY;
+	metrics.redis.ready = 1;
+	rc->refusal[0] = '\0';
 	reconnect_succeeded(&rc->reconnect);
 	event_del(rc->ev_timer);
 	event_add(rc->ev_watchdog, &tv);
@@ -345,6 +351,7 @@ redis_schedule_retry(struct redis_client *rc)
 	struct timeval tv = util_tv(delay);
 
 	event_add(rc->ev_timer, &tv);
+	metrics.redis.reconnects++;
 	log_debug("redis", "reconnect scheduled", "{s:I}", "delay_ms",
 	    (json_int_t)delay);
 }
@@ -358,6 +365,8 @@ redis_drop(struct redis_client *rc, enum redis_state next, const char *err)
 	redisAsyncContext *ac = rc->ac;
 	struct redis_op *op;
 
+	if (rc->state == RC_READY)
+		metrics.redis.ready = 0;
 	rc->state = next;
 	rc->ac = NULL;
 	rc->gen++;
@@ -374,17 +383,43 @@ redis_drop(struct redis_client *rc, enum redis_state next, const char *err)
 		redis_dispose(rc, ac);
 }
 
+/* The server refused the handshake (AUTH, SELECT, PING answered an
+ * error) for a reason not yet warned about in this outage. A link that
+ * was lost warns "connection lost"; the reason it cannot come back (a
+ * password changed meanwhile: WRONGPASS) comes with a later attempt and
+ * must not stay at debug. Repeats of the same refusal stay at debug. */
+static bool
+redis_new_refusal(struct redis_client *rc, const char *reason)
+{
+	static const char *const kinds[] = { "AUTH failed", "SELECT failed",
+		"PING failed" };
+	bool refused = false;
+
+	for (size_t i = 0; i < ARRAY_LEN(kinds); i++)
+		if (strncmp(reason, kinds[i], strlen(kinds[i])) == 0)
+			refused = true;
+	if (!refused ||
+	    strncmp(rc->refusal, reason, sizeof(rc->refusal) - 1) == 0)
+		return false;
+	snprintf(rc->refusal, sizeof(rc->refusal), "%s", reason);
+	return true;
+}
+
 /* The one funnel for every failure of the link: log why, fail what waits,
  * drop the context, come back later. */
 static void
 redis_fail(struct redis_client *rc, const char *reason)
 {
 	enum redis_state was = rc->state;
+	bool refusal;
 	char *err;
 
 	if (was == RC_CLOSED)
 		return;
-	if (reconnect_failed(&rc->reconnect, was == RC_READY) == LOG_WARN)
+	/* Both run, always: each records what it has seen. */
+	refusal = redis_new_refusal(rc, reason);
+	if (reconnect_failed(&rc->reconnect, was == RC_READY) == LOG_WARN ||
+	    refusal)
 		log_warn("redis",
 		    was == RC_READY ? "redis connection lost" :
 				      "redis connection failed",

@@ -163,6 +163,13 @@ reply_bytes(struct evhttp_request *req, const char *type, const char *cache,
 }
 
 void
+reply_output(struct evhttp_request *req, int status, const char *type,
+    const char *cache)
+{
+	reply_send(req, status, type, cache);
+}
+
+void
 reply_error(struct evhttp_request *req, int status, const char *msg)
 {
 	reply_json(req, status, reply_error_body(msg));

@@ -103,14 +103,12 @@ router_add_allow(struct evhttp_request *req, const struct route *r)
 	    allow);
 }
 
-void
-router_dispatch(const struct route *routes, size_t n,
-    struct evhttp_request *req, void *arg)
+const struct route *
+router_match(const struct route *routes, size_t n, struct evhttp_request *req)
 {
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
 	const struct route *r;
-	int cmd = (int)evhttp_request_get_command(req);
 
 	if (raw == NULL || *raw == '\0')
 		raw = "/";
@@ -124,6 +122,14 @@ router_dispatch(const struct route *routes, size_t n,
 		r = path ? router_find(routes, n, path) : NULL;
 		free(path);
 	}
+	return r;
+}
+
+void
+router_call(const struct route *r, struct evhttp_request *req, void *arg)
+{
+	int cmd = (int)evhttp_request_get_command(req);
+
 	if (r == NULL) {
 		reply_error(req, 404, "not found");
 		return;
@@ -139,4 +145,11 @@ router_dispatch(const struct route *routes, size_t n,
 		return;
 	}
 	r->handler(req, arg);
+}
+
+void
+router_dispatch(const struct route *routes, size_t n,
+    struct evhttp_request *req, void *arg)
+{
+	router_call(router_match(routes, n, req), req, arg);
 }

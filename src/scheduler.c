@@ -32,12 +32,14 @@
 #include "circuit.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "outcome.h"
 #include "pacer.h"
 #include "pg.h"
 #include "redis.h"
 #include "scheduler.h"
 #include "store.h"
+#include "streak.h"
 #include "timing.h"
 #include "util.h"
 #include "webhook.h"
@@ -150,6 +152,11 @@ struct sched {
 	struct event *ev_probe; /* the open circuit's next probe */
 	bool probe_run;		/* this run claims one message, the probe */
 	int64_t opened_ms;	/* when the circuit opened */
+	/* What repeats per tick or per message is logged as a streak (one
+	 * line, then summaries): ticks skipped while a run is held up (by
+	 * a database that is down, say), posts the webhook client refused,
+	 * and 2xx answers without a messageId. */
+	struct streak ticks_skipped, refusals, no_id;
 };
 
 static void sched_check(struct sched *s);
@@ -183,6 +190,7 @@ sched_slot_free(struct sched *s, struct delivery *d)
 	if (d->state == D_FLYING) {
 		assert(s->ninflight > 0);
 		s->ninflight--;
+		metrics.webhook_inflight--;
 	}
 	if (d->texts != NULL && --d->texts->refs == 0)
 		free(d->texts);
@@ -219,6 +227,7 @@ sched_slot_fly(struct sched *s, struct delivery *d)
 	assert(d->state == D_WAITING);
 	d->state = D_FLYING;
 	s->ninflight++;
+	metrics.webhook_inflight++;
 	assert(s->ninflight <= s->budget);
 	if (d->texts != NULL && --d->texts->refs == 0)
 		free(d->texts);
@@ -300,6 +309,7 @@ sched_run_end(struct sched *s, const char *why)
 		/* Nothing was due to probe with: another interval. */
 		if (s->circuit.state == CIRCUIT_HALF_OPEN) {
 			circuit_probe_skipped(&s->circuit, util_now_ms());
+			metrics.circuit_state = s->circuit.state;
 			sched_arm_probe(s);
 		}
 	}
@@ -336,6 +346,19 @@ sched_flush_soon(struct sched *s)
 		sched_arm_flush(s, TIMING_OUTCOME_FLUSH_MS);
 }
 
+/* The reason of a failure is in its outcome, not in the row: found by
+ * id, which costs a search per failure (failures are rare). */
+static void
+sched_count_failed(const struct outcome_buf *w, int64_t id)
+{
+	for (size_t i = 0; i < w->n; i++) {
+		if (w->o[i].id == id) {
+			metrics.failed[outcome_fail_reason(&w->o[i])]++;
+			return;
+		}
+	}
+}
+
 static void
 sched_on_recorded(void *arg, const struct recorded *rows, size_t n,
     const char *err)
@@ -360,6 +383,7 @@ sched_on_recorded(void *arg, const struct recorded *rows, size_t n,
 	s->db_warned = false;
 	for (size_t i = 0; i < n; i++) {
 		if (rows[i].status == STORE_SENT) {
+			metrics.sent++;
 			log_info("scheduler", "message sent", "{s:I, s:s?}",
 			    "id", (json_int_t)rows[i].id, "messageId",
 			    rows[i].response_id);
@@ -368,8 +392,11 @@ sched_on_recorded(void *arg, const struct recorded *rows, size_t n,
 			    rows[i].response_id, rows[i].sent_at,
 			    s->cfg->cache_ttl_ms);
 		} else if (rows[i].status == STORE_FAILED) {
+			sched_count_failed(w, rows[i].id);
 			log_warn("scheduler", "message failed", "{s:I}", "id",
 			    (json_int_t)rows[i].id);
+		} else {
+			metrics.retried++;
 		}
 	}
 	if (n < w->n)
@@ -478,6 +505,7 @@ sched_circuit_record(struct sched *s, int64_t id,
 
 	if (!outcome_receiver_down(res)) {
 		if (circuit_success(&s->circuit)) {
+			metrics.circuit_state = s->circuit.state;
 			event_del(s->ev_probe);
 			log_info("scheduler",
 			    "circuit closed: the receiver answers again",
@@ -489,6 +517,7 @@ sched_circuit_record(struct sched *s, int64_t id,
 		return false;
 	}
 	outage = circuit_failure(&s->circuit, id, now, &opened);
+	metrics.circuit_state = s->circuit.state;
 	if (opened) {
 		s->opened_ms = now;
 		log_warn("scheduler",
@@ -514,6 +543,7 @@ sched_on_delivered(void *arg, const struct webhook_result *res)
 	bool outage;
 
 	assert(d->state == D_FLYING);
+	metrics_webhook_observe(outcome_classify(res), res->elapsed_ms);
 	if (res->aborted) {
 		/* Nothing is known: the lease runs out and it is sent again. */
 		sched_slot_free(s, d);
@@ -535,11 +565,14 @@ sched_on_delivered(void *arg, const struct webhook_result *res)
 	o->finished_ms = util_wall_ms();
 	o->started_ms = o->finished_ms - res->elapsed_ms;
 	if (o->warn_no_id)
-		log_warn("scheduler", "webhook accepted without a messageId",
-		    "{s:I, s:i}", "id", (json_int_t)d->id, "status",
-		    (int)res->http_status);
+		(void)streak_hit(&s->no_id, "{s:I, s:i}", "id",
+		    (json_int_t)d->id, "status", (int)res->http_status);
+	else if (o->kind == OUTCOME_SENT)
+		streak_end(&s->no_id);
+	/* Per message, so at debug: the final failure is logged (warn)
+	 * when it is recorded, and the metrics count every attempt. */
 	if (o->kind != OUTCOME_SENT)
-		log_info("scheduler", "delivery attempt failed",
+		log_debug("scheduler", "delivery attempt failed",
 		    "{s:I, s:s, s:s, s:I}", "id", (json_int_t)d->id, "error",
 		    o->error, "next", outcome_status(o->kind), "retry_in_ms",
 		    (json_int_t)o->delay_ms);
@@ -581,8 +614,10 @@ sched_on_released(void *arg, size_t n, const char *err)
 static void
 sched_refused(struct sched *s, int64_t id)
 {
-	log_warn("scheduler", "webhook refused a request, releasing it",
-	    "{s:I}", "id", (json_int_t)id);
+	if (!streak_hit(&s->refusals, "{s:I}", "id", (json_int_t)id))
+		log_debug("scheduler",
+		    "webhook refused a request, releasing it", "{s:I}", "id",
+		    (json_int_t)id);
 	if (s->nskip == s->cap_skip) {
 		s->cap_skip = s->cap_skip ? 2 * s->cap_skip : 16;
 		s->skip = realloc(s->skip, s->cap_skip * sizeof(*s->skip));
@@ -638,6 +673,7 @@ sched_pump(struct sched *s)
 		if (sending && !stale) {
 			if (webhook_post(s->wh, d->id, d->recipient, d->content,
 				sched_on_delivered, d) == 0) {
+				streak_end(&s->refusals);
 				sched_slot_fly(s, d);
 				continue;
 			}
@@ -876,6 +912,7 @@ sched_on_probe(evutil_socket_t fd, short what, void *arg)
 		return;
 	if (!s->active) {
 		circuit_probe_skipped(&s->circuit, now);
+		metrics.circuit_state = s->circuit.state;
 		sched_arm_probe(s);
 		return;
 	}
@@ -886,6 +923,7 @@ sched_on_probe(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	circuit_probing(&s->circuit);
+	metrics.circuit_state = s->circuit.state;
 	s->probe_run = true;
 	log_info("scheduler", "circuit half-open: sending one probe", NULL);
 	sched_run_begin(s, 1, "circuit probe");
@@ -897,7 +935,9 @@ sched_run_begin(struct sched *s, long long quota, const char *why)
 	if (!s->active)
 		return;
 	if (s->run != RUN_IDLE) {
-		if (quota < 0) {
+		/* A drain already queued (SCHEDULER_BATCH_SIZE=0 makes every
+		 * tick one) adds nothing: the tick is skipped like any. */
+		if (quota < 0 && !s->drain_queued) {
 			/* Stop + start during a run: the old run may be a
 			 * tick's, with a quota nearly used, or may have seen
 			 * its last claim before new messages came. Growing it
@@ -910,12 +950,10 @@ sched_run_begin(struct sched *s, long long quota, const char *why)
 			    "{s:s}", "trigger", why);
 			return;
 		}
-		log_info("scheduler",
-		    "tick skipped: previous run still in "
-		    "progress",
-		    "{s:s}", "trigger", why);
+		(void)streak_hit(&s->ticks_skipped, "{s:s}", "trigger", why);
 		return;
 	}
+	streak_end(&s->ticks_skipped);
 	assert(s->ninflight == 0 && s->nwaiting == 0 && !s->claiming);
 	assert(s->releasing == 0);
 	log_debug("scheduler", "run started", "{s:s, s:I}", "trigger", why,
@@ -950,6 +988,17 @@ sched_new(struct event_base *base, const struct config *cfg, struct pg_conn *pg,
 	s->pg = pg;
 	s->wh = wh;
 	s->redis = redis;
+	s->ticks_skipped = (struct streak)STREAK_INIT(LOG_INFO, "scheduler",
+	    "tick skipped: previous run still in progress",
+	    "ticks still skipped: previous run still in progress",
+	    "ticks run again");
+	s->refusals = (struct streak)STREAK_INIT(LOG_WARN, "scheduler",
+	    "webhook refused a request, releasing it",
+	    "webhook still refusing requests", "webhook takes requests again");
+	s->no_id = (struct streak)STREAK_INIT(LOG_WARN, "scheduler",
+	    "webhook accepted without a messageId",
+	    "webhook still accepting without a messageId",
+	    "webhook replies carry a messageId again");
 	s->budget = cfg->webhook_concurrency > 0 ?
 	    (size_t)cfg->webhook_concurrency :
 	    1;
@@ -981,6 +1030,7 @@ sched_start(struct sched *s)
 	if (s->active)
 		return false;
 	s->active = true;
+	metrics.sending = 1;
 	event_add(s->ev_tick, &tv);
 	log_info("scheduler", "automatic sending started", "{s:I, s:i, s:b}",
 	    "interval_ms", (json_int_t)s->cfg->scheduler_interval_ms,
@@ -997,6 +1047,7 @@ sched_stop(struct sched *s)
 	if (!s->active)
 		return false;
 	s->active = false;
+	metrics.sending = 0;
 	s->drain_queued = false;
 	event_del(s->ev_tick);
 	if (s->paused) {

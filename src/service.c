@@ -29,6 +29,7 @@
 
 #include "cache.h"
 #include "log.h"
+#include "metrics.h"
 #include "pg.h"
 #include "pgpool.h"
 #include "redis.h"
@@ -36,6 +37,7 @@
 #include "service.h"
 #include "store.h"
 #include "timing.h"
+#include "streak.h"
 #include "util.h"
 
 /* Most reads one statement answers. */
@@ -76,6 +78,7 @@ struct service {
 	size_t refused;		/* SVC_BUSY answers since the bound was hit */
 	struct event *ev_sweep; /* deletes expired idempotency keys */
 	bool sweeping;		/* a sweep statement is out */
+	struct streak list_failing;
 };
 
 static void service_on_send(evutil_socket_t fd, short what, void *arg);
@@ -102,6 +105,9 @@ service_new(struct event_base *base, struct pg_conn *pg, struct pgpool *api,
 
 		event_add(svc->ev_sweep, &tv);
 	}
+	svc->list_failing = (struct streak)STREAK_INIT(LOG_WARN, "service",
+	    "listing messages failed", "listing messages still failing",
+	    "listing messages works again");
 	return svc;
 }
 
@@ -152,8 +158,24 @@ service_stop_sending(struct service *svc)
 	(void)sched_stop(svc->sched);
 }
 
+void
+service_metrics(struct service *svc, struct evbuffer *out)
+{
+	UNUSED(svc);
+	metrics_write(out);
+}
+
 /* A store error is a database that is down or failed the query: either
- * way the caller can only try again later. */
+ * way the caller can only try again later. Logged as a streak: a client
+ * that polls a database that is down must not fill the log. */
+static enum svc_err
+service_db_streak(struct streak *s, const char *err)
+{
+	(void)streak_hit(s, "{s:s}", "reason", err);
+	return SVC_UNAVAILABLE;
+}
+
+/* The same for a write (one per operator's request, not a flood). */
 static enum svc_err
 service_db_err(const char *what, const char *err)
 {
@@ -255,8 +277,9 @@ service_on_listed(void *arg, const struct message *msgs, const size_t *counts,
 	svc->batches--;
 	if (err != NULL) {
 		service_fail_list(svc, &b->reads,
-		    service_db_err("listing messages failed", err));
+		    service_db_streak(&svc->list_failing, err));
 	} else {
+		streak_end(&svc->list_failing);
 		while ((r = STAILQ_FIRST(&b->reads)) != NULL) {
 			size_t n = counts[page++];
 

@@ -22,6 +22,7 @@ struct store_call {
 		store_record_cb record;
 		store_count_cb count;
 		store_cached_cb cached;
+		store_backlog_cb backlog;
 	} cb;
 	void *arg;
 };
@@ -1045,17 +1046,47 @@ store_sent_since(struct pg_conn *pg, int64_t since_ms, int64_t ttl_ms,
 	snprintf(after, sizeof(after), "%lld", (long long)after_id);
 	snprintf(lim, sizeof(lim), "%d", limit);
 	c->cb.cached = cb;
+	/* clang-format off */
 	return store_submit(pg,
-	    "SELECT id, response_id, " STORE_TS(
-		"sent_at") ", sent_at::text,"
-			   " ($2::bigint - (extract(epoch FROM now() - sent_at) * 1000)"
-			   "::bigint) AS ttl_ms"
-			   " FROM messages"
-			   " WHERE status = 'sent'"
-			   " AND sent_at >= to_timestamp($1::bigint / 1000.0)"
-			   " AND sent_at > now() - $2::bigint * interval '1 millisecond'"
-			   " AND ($3::timestamptz IS NULL"
-			   " OR (sent_at, id) > ($3::timestamptz, $4::bigint))"
-			   " ORDER BY sent_at, id LIMIT $5",
+	    "SELECT id, response_id, " STORE_TS("sent_at") ", sent_at::text,"
+	    " ($2::bigint - (extract(epoch FROM now() - sent_at) * 1000)"
+	    "::bigint) AS ttl_ms"
+	    " FROM messages"
+	    " WHERE status = 'sent'"
+	    " AND sent_at >= to_timestamp($1::bigint / 1000.0)"
+	    " AND sent_at > now() - $2::bigint * interval '1 millisecond'"
+	    " AND ($3::timestamptz IS NULL"
+	    " OR (sent_at, id) > ($3::timestamptz, $4::bigint))"
+	    " ORDER BY sent_at, id LIMIT $5",
 	    (int)ARRAY_LEN(params), params, store_on_cached, c);
+	/* clang-format on */
+}
+
+static void
+store_on_backlog(void *arg, const PGresult *res, const char *err)
+{
+	struct store_call *c = arg;
+	int64_t pending = 0, due = 0;
+
+	if (err == NULL && PQntuples(res) == 1) {
+		pending = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		due = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	} else if (err == NULL) {
+		err = "unexpected result";
+	}
+	c->cb.backlog(c->arg, pending, due, err);
+	free(c);
+}
+
+/* Both from the due index alone (it holds exactly the pending rows). */
+int
+store_count_backlog(struct pg_conn *pg, store_backlog_cb cb, void *arg)
+{
+	struct store_call *c = store_call_new(arg);
+
+	c->cb.backlog = cb;
+	return store_submit(pg,
+	    "SELECT count(*), count(*) FILTER (WHERE next_attempt_at <= now())"
+	    " FROM messages WHERE status = 'pending'",
+	    0, NULL, store_on_backlog, c);
 }

@@ -11,6 +11,7 @@
  * webhook-id text changes) and its body buffer go back to an idle pool
  * after the callback, up to WEBHOOK_IDLE_MAX of them.
  */
+#include <assert.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 
 #include "jsonbuf.h"
 #include "log.h"
+#include "sign.h"
 #include "timing.h"
 #include "util.h"
 #include "webhook.h"
@@ -38,8 +40,11 @@
 #define WEBHOOK_IDLE_MAX 64
 /* A reply buffer grown past this is freed when its transfer goes idle. */
 #define WEBHOOK_BODY_KEEP 4096
-/* Content-Type, Accept, webhook-id, x-ins-auth-key (optional), Expect. */
-#define WEBHOOK_NHDR 5
+/* Content-Type, Accept, webhook-id, x-ins-auth-key (optional),
+ * webhook-timestamp and webhook-signature (optional), Expect. */
+#define WEBHOOK_NHDR 7
+#define WEBHOOK_ID_PREFIX "webhook-id: "
+#define WEBHOOK_SIG_PREFIX "webhook-signature: "
 /* CURLOPT_CA_CACHE_TIMEOUT: a day, in seconds. */
 #define WEBHOOK_CA_CACHE_S 86400L
 /* CURLOPT_BUFFERSIZE: curl's minimum. */
@@ -59,6 +64,11 @@ struct webhook_xfer {
 	struct jsonbuf req; /* POSTFIELDS: lives as long as the transfer */
 	struct curl_slist hdr[WEBHOOK_NHDR];
 	char id_header[48]; /* hdr's webhook-id line */
+	/* With a secret: the timestamp and signature lines, rewritten by
+	 * every post (NULL sig_header without one). */
+	char ts_header[40];
+	char *sig_header;
+	size_t sig_size;
 	int64_t id;
 	webhook_done_cb cb;
 	void *arg;
@@ -87,6 +97,7 @@ struct webhook {
 	char *url;
 	char *auth_header; /* NULL when no key is set */
 	char *ca_file;	   /* NULL: curl's default bundle */
+	struct sign *sign; /* NULL when posts are not signed */
 	int64_t timeout_ms;
 	size_t concurrency;
 	size_t inflight; /* running + done, until the callback starts */
@@ -295,6 +306,7 @@ webhook_xfer_free(struct webhook_xfer *x)
 		curl_easy_cleanup(x->easy);
 	jsonbuf_fini(&x->req);
 	free(x->body);
+	free(x->sig_header);
 	free(x);
 }
 
@@ -452,6 +464,7 @@ webhook_destroy(struct webhook *wh)
 	event_free(wh->ev_deliver);
 	free(wh->auth_header);
 	free(wh->ca_file);
+	sign_free(wh->sign);
 	free(wh->url);
 	free(wh);
 }
@@ -550,6 +563,14 @@ webhook_setup(struct webhook *wh, struct webhook_xfer *x)
 	lines[n++] = x->id_header;
 	if (wh->auth_header != NULL)
 		lines[n++] = wh->auth_header;
+	if (wh->sign != NULL) {
+		x->sig_size = strlen(WEBHOOK_SIG_PREFIX) + sign_len(wh->sign) +
+		    1;
+		x->sig_header = xmalloc(x->sig_size);
+		strcpy(x->sig_header, WEBHOOK_SIG_PREFIX);
+		lines[n++] = x->ts_header;
+		lines[n++] = x->sig_header;
+	}
 	/* Without this curl may wait up to 1 s for a 100 Continue. */
 	lines[n++] = "Expect:";
 	for (size_t i = 0; i < n; i++) {
@@ -641,8 +662,8 @@ webhook_prepare(struct webhook_xfer *x, int64_t id, webhook_done_cb cb,
 	const char *body = jsonbuf_text(&x->req);
 	int rc;
 
-	snprintf(x->id_header, sizeof(x->id_header), "webhook-id: msg_%lld",
-	    (long long)id);
+	snprintf(x->id_header, sizeof(x->id_header),
+	    WEBHOOK_ID_PREFIX "msg_%lld", (long long)id);
 	x->id = id;
 	x->cb = cb;
 	x->arg = arg;
@@ -662,6 +683,36 @@ webhook_prepare(struct webhook_xfer *x, int64_t id, webhook_done_cb cb,
 	    (curl_off_t)x->req.len);
 	rc |= curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, body);
 	return rc != CURLE_OK ? -1 : 0;
+}
+
+/* The Standard Webhooks headers of this attempt: the timestamp is taken
+ * now, so a retry is signed afresh, while the id (msg_<id>) stays the
+ * same for every attempt of a message, for receivers that drop repeats. */
+static int
+webhook_sign(struct webhook *wh, struct webhook_xfer *x)
+{
+	const size_t plen = strlen(WEBHOOK_SIG_PREFIX);
+	int64_t ts = util_wall_ms() / 1000;
+
+	if (wh->sign == NULL)
+		return 0;
+	snprintf(x->ts_header, sizeof(x->ts_header), "webhook-timestamp: %lld",
+	    (long long)ts);
+	return sign_message(wh->sign, x->id_header + strlen(WEBHOOK_ID_PREFIX),
+	    ts, jsonbuf_text(&x->req), x->req.len, x->sig_header + plen,
+	    x->sig_size - plen);
+}
+
+void
+webhook_set_secret(struct webhook *wh, const char *secrets)
+{
+	/* Transfers set up before would lack the header lines. */
+	assert(wh->nidle == 0 && wh->inflight == 0 && wh->sign == NULL);
+	if (secrets == NULL || *secrets == '\0')
+		return;
+	wh->sign = sign_new(secrets);
+	log_info("webhook", "webhook requests are signed", "{s:i}", "secrets",
+	    (int)sign_count(wh->sign));
 }
 
 int
@@ -684,7 +735,7 @@ webhook_post(struct webhook *wh, int64_t id, const char *to,
 		return -1;
 	}
 	/* add_handle only arms the timer: nothing completes in here. */
-	if (webhook_prepare(x, id, cb, arg) != 0 ||
+	if (webhook_prepare(x, id, cb, arg) != 0 || webhook_sign(wh, x) != 0 ||
 	    curl_multi_add_handle(wh->multi, x->easy) != CURLM_OK) {
 		log_error("webhook", "cannot set up request", "{s:I}", "id",
 		    (json_int_t)id);

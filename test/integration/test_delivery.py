@@ -183,7 +183,7 @@ class RetryTest(DeliveryTest):
     def test_retry_then_success(self):
         self.receiver.set(mode="fail_then_accept", status=500, fail_count=2)
         self.insert(1)
-        svc = self.start()
+        svc = self.start(LOG_LEVEL="debug")  # attempts that fail are logged at debug
         self.wait_counts({"sent": 1})
         row = self.psql("SELECT retry_count, response_code, error_message, "
                         "last_attempt_at IS NOT NULL FROM messages")[0]

@@ -130,6 +130,28 @@ class RedisAuthTest(FaultTest):
         self.assertEqual(svc.stop(), 0)
         self.assert_no_secret_logged(svc)
 
+    def test_password_changed_under_a_live_link_is_warned_with_its_reason(self):
+        # The link was up: its loss is the outage's warning ("connection lost"). The
+        # reason it cannot come back (WRONGPASS) arrives with a later attempt and must
+        # reach warn too, once, not stay at debug.
+        def auth_failed(e):
+            return (e.get("msg") == "redis connection failed"
+                    and e.get("reason", "").startswith("AUTH failed:"))
+
+        svc = self.start(REDIS_ADDR=self.auth_redis.addr, REDIS_PASSWORD=self.PASSWORD,
+                         LOG_LEVEL="debug")
+        svc.wait_log("redis ready")
+        self.cli("CONFIG", "SET", "requirepass", self.WRONG)
+        self.server_password = self.WRONG
+        self.cli("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        svc.wait_log({"msg": "redis connection lost", "level": "warn"})
+        warned = svc.wait_log(lambda e: auth_failed(e) and e["level"] == "warn")
+        self.assertIn("WRONGPASS", warned["reason"])
+        svc.wait_log(auth_failed, count=3)
+        self.assertEqual(len([e for e in svc.find_logs(auth_failed) if e["level"] == "warn"]), 1)
+        self.assertEqual(svc.stop(), 0)
+        self.assert_no_secret_logged(svc)
+
 
 # ---------------------------------------------------------------- a lost lease
 
@@ -183,7 +205,7 @@ class LostLeaseTest(FaultTest):
         self.insert(1)
         # Time enough to take the lease over while the request hangs, even on a
         # busy machine (the attempt must end after the take-over).
-        svc = self.start(WEBHOOK_TIMEOUT="4s")
+        svc = self.start(WEBHOOK_TIMEOUT="4s", LOG_LEVEL="debug")
         self.receiver.wait_requests(1)
         taken = self.take_over(1)
         self.assertEqual(svc.find_logs("delivery attempt failed"), [], "taken over in time")
@@ -241,6 +263,11 @@ class ClientGoneTest(FaultTest):
         code, doc = svc.json("GET", "/messages")
         self.assertEqual((code, doc["count"]), (200, 0))
         self.assertEqual(svc.get("/ready")[0], 200)
+        late = svc.find_logs("request deadline passed")
+        if late:
+            # A request answered in time ends the streak, with its count.
+            self.assertEqual(len(late), 1)
+            svc.wait_log({"msg": "requests answered in time again", "total": 2})
         # A clean exit; under SAN=1 the harness also fails on any sanitizer report.
         self.assertEqual(svc.stop(), 0)
 
@@ -261,7 +288,8 @@ class ClientGoneTest(FaultTest):
         with PgLock(self.pg, self.db, LOCK_MESSAGES):
             self.leave(self.send_and_wait(svc))
             # The deadline answers both, to nobody; their queries are still waiting.
-            svc.wait_log("request deadline passed", count=2)
+            # One warning for both: the second is counted, not logged.
+            svc.wait_log("request deadline passed")
             self.assertTrue(waiting_backends(self.pg, self.db))
         wait_until(lambda: not waiting_backends(self.pg, self.db), 10, 0.05, "queries done")
         self.assert_healthy(svc, sockets)

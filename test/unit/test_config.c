@@ -362,6 +362,9 @@ test_log_fields(void)
 	setenv("REDIS_PASSWORD", "hunter2redis", 1);
 	setenv("WEBHOOK_AUTH_KEY", "hunter2key", 1);
 	setenv("API_TOKEN", "hunter2token", 1);
+	/* base64 of "hunter2secrethunter2secret" */
+	setenv("WEBHOOK_SECRET",
+	    "whsec_aHVudGVyMnNlY3JldGh1bnRlcjJzZWNyZXQ=", 1);
 	setenv("DATABASE_DSN",
 	    "postgres://u:hunter2dsn@db:5432/x?"
 	    "sslmode=disable&sslpassword=hunter2ssl",
@@ -389,6 +392,7 @@ test_log_fields(void)
 	CHECK_STR(json_string_value(json_object_get(j, "LOG_LEVEL")), "info");
 	dump = json_dumps(j, JSON_COMPACT);
 	CHECK(dump != NULL && strstr(dump, "hunter2") == NULL);
+	CHECK(dump != NULL && strstr(dump, "aHVudGVyMnNl") == NULL);
 	CHECK(dump != NULL && strstr(dump, "password=*****") != NULL);
 	free(dump);
 	json_decref(j);
