@@ -51,9 +51,12 @@ struct service_status {
 	const char *redis;    /* its state name */
 	bool sending;	      /* the scheduler is active */
 	const char *circuit;  /* the receiver's: closed, open, half-open */
-	int api_connections;  /* the API's own (API_DB_CONNECTIONS) */
-	int api_ready;	      /* of them, ready now */
-	size_t api_queries;   /* reads waiting or running */
+	/* The pending messages and those due, as last counted (backlog.c,
+	 * every TIMING_BACKLOG_MS): -1 before the first count. */
+	int64_t backlog_pending, backlog_due;
+	int api_connections; /* the API's own (API_DB_CONNECTIONS) */
+	int api_ready;	     /* of them, ready now */
+	size_t api_queries;  /* reads waiting or running */
 	size_t api_queries_max;
 };
 

@@ -33,6 +33,13 @@ api_health(struct evhttp_request *req, void *arg)
 	reply_json_text(req, 200, body, body_len);
 }
 
+/* A count, or null while there is none yet (-1). */
+static json_t *
+api_count(int64_t n)
+{
+	return n < 0 ? json_null() : json_integer((json_int_t)n);
+}
+
 /* Readiness: can this instance do its work? From the states the drivers
  * keep current, never by asking a dependency, so a frozen one cannot
  * stall the probe. Redis is only a cache: reported, not required. The
@@ -55,13 +62,15 @@ api_ready(struct evhttp_request *req, void *arg)
 	else
 		status = st.ready ? "ready" : "not ready";
 	reply_json(req, st.ready ? 200 : 503,
-	    json_pack("{s:s, s:s, s:{s:i, s:i, s:I, s:I}, s:s, s:s, s:s, s:s}",
+	    json_pack("{s:s, s:s, s:{s:i, s:i, s:I, s:I}, s:s, s:s, s:s, "
+		      "s:{s:o, s:o}, s:s}",
 		"status", status, "database", st.database, "api_database",
 		"connections", st.api_connections, "ready", st.api_ready,
 		"queries", (json_int_t)st.api_queries, "max_queries",
 		(json_int_t)st.api_queries_max, "redis", st.redis, "scheduler",
 		st.sending ? "active" : "inactive", "circuit", st.circuit,
-		"timestamp", ts));
+		"backlog", "pending", api_count(st.backlog_pending), "due",
+		api_count(st.backlog_due), "timestamp", ts));
 }
 
 void

@@ -134,6 +134,8 @@ service_status(const struct service *svc, struct service_status *st)
 	st->redis = redis_state_name(redis_get_state(svc->redis));
 	st->sending = sched_is_active(svc->sched);
 	st->circuit = sched_circuit(svc->sched);
+	st->backlog_pending = metrics.pending;
+	st->backlog_due = metrics.due;
 	st->api_connections = pgpool_size(svc->api);
 	st->api_ready = pgpool_ready(svc->api);
 	st->api_queries = svc->queries;

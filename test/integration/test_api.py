@@ -5,7 +5,7 @@ import re
 import socket
 import time
 
-from harness import IntegrationTest
+from harness import IntegrationTest, wait_until
 
 RFC3339_S = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -44,6 +44,12 @@ class ApiTest(IntegrationTest):
         self.assertEqual(doc["database"], "ready")
         self.assertEqual(doc["scheduler"], "inactive")
         self.assertEqual(doc["circuit"], "closed")
+        # Counted once the database answered (then every 15 s), never per request.
+        backlog = wait_until(lambda: (lambda b: b if b["pending"] is not None else None)(
+            self.svc.json("GET", "/ready")[1]["backlog"]), 10, 0.1, "the backlog counted")
+        self.assertEqual(backlog["pending"], int(self.psql(
+            "SELECT count(*) FROM messages WHERE status = 'pending'")[0][0]))
+        self.assertLessEqual(backlog["due"], backlog["pending"])
         self.assertIn(doc["redis"], ("ready", "connecting", "resolving"))
         self.svc.post("/messages/start")
         self.assertEqual(self.svc.json("GET", "/ready")[1]["scheduler"], "active")
