@@ -23,6 +23,8 @@ struct store_call {
 		store_count_cb count;
 		store_cached_cb cached;
 		store_backlog_cb backlog;
+		store_detail_cb detail;
+		store_retry_cb retry;
 	} cb;
 	void *arg;
 };
@@ -524,13 +526,15 @@ store_on_created(void *arg, const PGresult *res, const char *err)
 
 	if (err == NULL && PQntuples(res) == 0) {
 		/* The key was there (and young): whose message is it? */
+		/* clang-format off */
 		if (pg_query(c->pg,
-			"SELECT k.recipient = $1 AND k.content = $2, " STORE_LIST_COLUMNS(
-			    "m.") " FROM idempotency_keys k"
-				  " JOIN messages m ON m.id = k.message_id"
-				  " WHERE k.key = $3",
+			"SELECT k.recipient = $1 AND k.content = $2, "
+			STORE_LIST_COLUMNS("m.") " FROM idempotency_keys k"
+			" JOIN messages m ON m.id = k.message_id"
+			" WHERE k.key = $3",
 			3, params, store_on_key_found, c) == 0)
 			return;
+		/* clang-format on */
 		err = "database unavailable";
 	}
 	if (err != NULL) {
@@ -592,19 +596,14 @@ store_create_message(struct pg_conn *pg, const char *recipient,
 	return rc;
 }
 
-struct store_detail_call {
-	store_detail_cb cb;
-	void *arg;
-};
-
 static void
 store_on_detail(void *arg, const PGresult *res, const char *err)
 {
-	struct store_detail_call *c = arg;
+	struct store_call *c = arg;
 	struct message_detail d;
 
 	if (err != NULL || PQntuples(res) == 0) {
-		c->cb(c->arg, NULL, err);
+		c->cb.detail(c->arg, NULL, err);
 		free(c);
 		return;
 	}
@@ -615,7 +614,7 @@ store_on_detail(void *arg, const PGresult *res, const char *err)
 	d.next_attempt_at_ms = store_epoch_ms(store_text(res, 0, 11));
 	d.updated_at_ms = store_epoch_ms(store_text(res, 0, 12));
 	d.attempts = store_text(res, 0, 13);
-	c->cb(c->arg, &d, NULL);
+	c->cb.detail(c->arg, &d, NULL);
 	free(c);
 }
 
@@ -641,16 +640,14 @@ store_on_detail(void *arg, const PGresult *res, const char *err)
 int
 store_get_message(struct pg_conn *pg, int64_t id, store_detail_cb cb, void *arg)
 {
-	struct store_detail_call *c = xmalloc(sizeof(*c));
+	struct store_call *c = store_call_new(arg);
 	char num[24];
 	const char *params[1] = { num };
-	int rc;
 
-	c->cb = cb;
-	c->arg = arg;
+	c->cb.detail = cb;
 	snprintf(num, sizeof(num), "%lld", (long long)id);
 	/* clang-format off */
-	rc = pg_query(pg,
+	return store_submit(pg,
 	    "SELECT " STORE_LIST_COLUMNS("m.") ", m.error_message,"
 	    " m.response_code, extract(epoch FROM m.last_attempt_at),"
 	    " extract(epoch FROM m.next_attempt_at),"
@@ -658,28 +655,20 @@ store_get_message(struct pg_conn *pg, int64_t id, store_detail_cb cb, void *arg)
 	    " FROM messages m WHERE m.id = $1",
 	    1, params, store_on_detail, c);
 	/* clang-format on */
-	if (rc != 0)
-		free(c);
-	return rc;
 }
-
-struct store_retry_call {
-	store_retry_cb cb;
-	void *arg;
-};
 
 /* Column 0 says whether this statement requeued the message. */
 static void
 store_on_retried(void *arg, const PGresult *res, const char *err)
 {
-	struct store_retry_call *c = arg;
+	struct store_call *c = arg;
 	struct message m;
 
 	if (err != NULL || PQntuples(res) == 0) {
-		c->cb(c->arg, NULL, false, err);
+		c->cb.retry(c->arg, NULL, false, err);
 	} else {
 		store_message_at(res, 0, 1, &m);
-		c->cb(c->arg, &m, strcmp(PQgetvalue(res, 0, 0), "t") == 0,
+		c->cb.retry(c->arg, &m, strcmp(PQgetvalue(res, 0, 0), "t") == 0,
 		    NULL);
 	}
 	free(c);
@@ -697,26 +686,21 @@ int
 store_retry_message(struct pg_conn *pg, int64_t id, store_retry_cb cb,
     void *arg)
 {
-	struct store_retry_call *c = xmalloc(sizeof(*c));
+	struct store_call *c = store_call_new(arg);
 	char num[24];
 	const char *params[1] = { num };
-	int rc;
 
-	c->cb = cb;
-	c->arg = arg;
+	c->cb.retry = cb;
 	snprintf(num, sizeof(num), "%lld", (long long)id);
-	rc = pg_query(pg,
+	/* clang-format off */
+	return store_submit(pg,
 	    "WITH u AS (" STORE_REQUEUE " WHERE m.id = $1 AND"
-	    " m.status = 'failed' RETURNING " STORE_LIST_COLUMNS(
-		"m.") ")"
-		      " SELECT true, * FROM u"
-		      " UNION ALL SELECT false, " STORE_LIST_COLUMNS(
-			  "") " FROM messages"
-			      " WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM u)",
+	    " m.status = 'failed' RETURNING " STORE_LIST_COLUMNS("m.") ")"
+	    " SELECT true, * FROM u"
+	    " UNION ALL SELECT false, " STORE_LIST_COLUMNS("") " FROM messages"
+	    " WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM u)",
 	    1, params, store_on_retried, c);
-	if (rc != 0)
-		free(c);
-	return rc;
+	/* clang-format on */
 }
 
 static void
