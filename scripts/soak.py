@@ -172,6 +172,9 @@ class Instance:
 class Soak:
     def __init__(self) -> None:
         self.rng = random.Random(SEED)
+        # A persistent Redis (fsynced AOF): the kill tests the service's misses and their
+        # heal. Without persistence a restarted Redis is empty, and nothing rewrites that.
+        os.environ["REDIS_APPENDONLY"] = "yes"
         self.pg = shared_postgres()
         self.redis = shared_redis()
         self.receiver = shared_receiver()
@@ -211,8 +214,9 @@ class Soak:
             out.extend(int(line.split(":")[1]) for line in res.split() if line)
         return out
 
-    def sent_ids(self, before: float | None = None) -> list[int]:
+    def sent_ids(self, before: float | None = None, after: float | None = None) -> list[int]:
         cond = f" AND sent_at <= to_timestamp({before})" if before else ""
+        cond += f" AND sent_at >= to_timestamp({after})" if after else ""
         return [int(r[0]) for r in self.q(f"SELECT id FROM messages WHERE status = 'sent'{cond}")]
 
     # ------------------------------------------------------------ production
@@ -319,7 +323,9 @@ class Soak:
             if want_cache:
                 try:
                     if cache_ids is None and "cache_s" not in f:
-                        cache_ids = self.sent_ids(end)
+                        # What this fault could have missed: sent while it lasted
+                        # or just before (a kill between commit and cache write).
+                        cache_ids = self.sent_ids(end, f["start"] - 5)
                     if cache_ids is not None:
                         cache_ids = self.missing_cache(cache_ids)
                         if not cache_ids:
