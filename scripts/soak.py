@@ -193,6 +193,7 @@ class Soak:
         self.faults: list[dict] = []
         self.kills: list[dict] = []
         self.samplers: list[tuple[Instance, subprocess.Popen, str]] = []
+        self.ready_seen: list[tuple[float, str, str]] = []
 
     # ------------------------------------------------------------ helpers
 
@@ -218,6 +219,23 @@ class Soak:
         cond = f" AND sent_at <= to_timestamp({before})" if before else ""
         cond += f" AND sent_at >= to_timestamp({after})" if after else ""
         return [int(r[0]) for r in self.q(f"SELECT id FROM messages WHERE status = 'sent'{cond}")]
+
+    # ------------------------------------------------------------ /ready, as an operator sees it
+
+    def ready_watcher(self) -> None:
+        """Every 200 ms, each instance's /ready as (status, database, redis, circuit)."""
+        while self.producing:
+            for inst in self.inst:
+                t = time.time()
+                try:
+                    st, body = call(inst.port, "GET", "/ready", timeout=1.0)
+                    body = body or {}
+                    state = f"{st} db={body.get('database')} redis={body.get('redis')} " \
+                            f"circuit={body.get('circuit')}"
+                except OSError:
+                    state = "no answer"
+                self.ready_seen.append((t, inst.name, state))
+            time.sleep(0.2)
 
     # ------------------------------------------------------------ production
 
@@ -276,7 +294,13 @@ class Soak:
             t_kill = time.time()
             inst.down.append([t_kill - 0.05, float("inf")])
             inst.svc.kill9()
-            time.sleep(1.0)
+            # The dead process's claims keep their lease until it runs out: counted
+            # now they are exactly what it had in flight (plus the survivor's own).
+            time.sleep(0.3)
+            leased = max(leased, self.q1(
+                "SELECT count(*) FROM messages WHERE status = 'pending' "
+                "AND lease_token IS NOT NULL AND lease_until > now()"))
+            time.sleep(0.7)
             inst.start()
             inst.down[-1][1] = time.time()
             f.update(instance=inst.name, leased=leased, restart_ready_s=time.time() - t_kill)
@@ -354,6 +378,7 @@ class Soak:
             self.samplers.append((inst, p, path))
         prod = threading.Thread(target=self.producer, daemon=True)
         prod.start()
+        threading.Thread(target=self.ready_watcher, daemon=True).start()
         time.sleep(WARMUP_S)
         for inst in self.inst:
             inst.take_rss_baseline()
@@ -529,6 +554,17 @@ class Soak:
             print(f"  {kind:13s} x{len(fs)}  delivered during {during}  first after "
                   f"{worst('first_s')}  ready {worst('ready_s')}  backlog "
                   f"{worst('backlog_s')}  cache {worst('cache_s')}{extra}")
+        print("\n== /ready during each fault type (from its start until recovered; "
+              "times seen, both instances)")
+        for kind in FAULTS:
+            seen: dict[str, int] = {}
+            for f in by_kind.get(kind, []):
+                for t, _, state in self.ready_seen:
+                    if f["start"] <= t <= f["recovered"]:
+                        seen[state] = seen.get(state, 0) + 1
+            if seen:
+                print(f"  {kind}: " + "; ".join(
+                    f"{k} x{n}" for k, n in sorted(seen.items(), key=lambda kv: -kv[1])))
         print("\n== what the logs said during each fault type (level component: msg)")
         logs = []
         for inst in self.inst:
