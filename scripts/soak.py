@@ -70,6 +70,9 @@ ENV = {
     "LOG_LEVEL": "info",
 }
 WEBHOOK_CONCURRENCY = 64  # the default; a kill can cost at most this many + a batch
+# The receiver's normal answer: 202 after 200 ms, like a real one, so that a kill finds
+# requests in flight (an instant receiver leaves almost none, and repeats go untested).
+RECEIVER_OK = {"mode": "slow", "delay_ms": 200}
 
 FAULTS = ["pg_restart", "pg_freeze", "redis_kill", "redis_freeze", "recv_5xx", "recv_hang",
           "recv_reset", "kill9"]
@@ -178,6 +181,7 @@ class Soak:
         self.pg = shared_postgres()
         self.redis = shared_redis()
         self.receiver = shared_receiver()
+        self.receiver.set(**RECEIVER_OK)
         self.db = "soak"
         self.dsn = self.pg.create_db(self.db)
         self.logdir = harness.tmp_root()
@@ -286,7 +290,7 @@ class Soak:
                     "recv_reset": dict(mode="reset")}[kind]
             self.receiver.set(**mode)
             time.sleep(FAULT_S)
-            self.receiver.set(mode="accept")
+            self.receiver.set(**RECEIVER_OK)
         elif kind == "kill9":
             inst = self.inst[self.rng.randrange(2)]
             leased = self.q1("SELECT count(*) FROM messages WHERE status = 'pending' "
