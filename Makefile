@@ -5,6 +5,7 @@
 #   make run        local PostgreSQL, Redis and webhook receiver + the service
 #   make bench      benchmarks
 #   make fuzz       each libFuzzer target (test/fuzz) for FUZZ_SECONDS (clang; -j2 runs two at once)
+#   make soak       fault soak with invariants (scripts/soak.py) for SOAK_SECONDS, SOAK_SEED
 #   make docs       README.md's configuration table, from the table in src/config.c
 #   make format     clang-format every C file in place (.clang-format)
 #   make format-check  fail, listing the files `make format` would change
@@ -43,7 +44,7 @@ FORMAT_SRCS := $(sort $(wildcard src/*.c include/*.h test/receiver.c \
 CLANG_FORMAT ?= clang-format
 
 .PHONY: all test unit run bench clean format format-check docs docs-deps \
-        swagger-ui deps fuzz fuzz-build
+        swagger-ui deps fuzz fuzz-build soak
 all: $(BIN) $(RECEIVER)
 
 $(BIN): $(OBJS)
@@ -147,6 +148,15 @@ SWAGGER_ASSETS := swagger-ui.css swagger-ui-bundle.js \
 swagger-ui: $(NODE_STAMP)
 	cd node_modules/swagger-ui-dist && \
 	    cp --remove-destination $(SWAGGER_ASSETS) ../../web/swagger/
+
+# Fault soak (scripts/soak.py): two instances under steady production while PostgreSQL,
+# Redis, the receiver and one instance fail at seeded random times; invariants at the end.
+# SOAK_SECONDS (default 300) and SOAK_SEED (default random; printed first, to replay).
+# Not part of `make test`.
+SOAK_SECONDS ?= 300
+soak: all
+	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_SEED=$(SOAK_SEED) GOPULSE_BIN=$(BIN) \
+	RECEIVER_BIN=$(RECEIVER) GOPULSE_SAN=$(SAN) $(PYTHON) scripts/soak.py
 
 # Installs the bench role's packages and builds first (see scripts/bench.sh).
 bench:

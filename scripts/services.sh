@@ -15,6 +15,7 @@
 #   pg_stop DIR [MODE]           stop it (MODE: smart|fast|immediate; default fast; no-op if stopped)
 #   pg_createdb DIR PORT NAME    create database NAME unless it exists
 #   redis_start DIR PORT         start redis-server on 127.0.0.1:PORT, files in DIR
+#                                (REDIS_APPENDONLY=yes: with an fsynced append-only file)
 #   redis_stop DIR               stop it (no-op if stopped)
 #   pgbouncer_start DIR PORT PG_PORT [NAME=VALUE...]
 #                                start pgbouncer on 127.0.0.1:PORT in front of the
@@ -258,8 +259,11 @@ redis_start() {
 	# Only log lines written after this offset belong to this start.
 	local offset=0
 	[ -f "$dir/redis.log" ] && offset=$(stat -c %s "$dir/redis.log")
-	# No persistence: a cache for tests and development only.
-	if ! redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+	# No persistence: a cache for tests and development only. REDIS_APPENDONLY=yes
+	# (the fault soak) keeps every write in an fsynced AOF, so that a SIGKILLed
+	# server comes back with its data, as an operator's persistent Redis would.
+	if ! redis-server --port "$port" --bind 127.0.0.1 --save '' \
+		--appendonly "${REDIS_APPENDONLY:-no}" --appendfsync always \
 		--daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
 		--dir "$dir" >/dev/null 2>"$dir/redis-start.err"; then
 		_svc_err "redis-server did not start in $dir on port $port"

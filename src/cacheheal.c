@@ -28,6 +28,13 @@ struct cacheheal {
 	int64_t after_id; /* and its id */
 	uint64_t written; /* entries written by this pass */
 	bool finishing;	  /* every page read; its writes not all answered */
+	/* Until its pass is done, when this process started: an instance
+	 * killed between committing a sent outcome and writing its entry
+	 * never wrote it, and no survivor knows, so each start rewrites what
+	 * was sent since TIMING_CACHE_HEAL_MARGIN_MS before it (a restart
+	 * within that covers its predecessor's last writes). */
+	int64_t start_ms;
+	bool start_pass; /* this pass covers the start's */
 };
 
 static void cacheheal_next(struct cacheheal *h);
@@ -80,16 +87,26 @@ cacheheal_on_page(void *arg, const struct cached *rows, size_t n,
 static void
 cacheheal_finish(struct cacheheal *h)
 {
+	bool missed;
+
 	if (redis_pending(h->rc) > 0)
 		return;
 	h->finishing = false;
 	cacheheal_end_pass(h);
 	if (cache_miss_count() != h->misses)
 		return;
+	missed = cache_missed_since() != 0;
 	cache_missed_rewritten();
-	log_info("cacheheal",
-	    "cache entries missed while redis was down rewritten", "{s:I}",
-	    "written", (json_int_t)h->written);
+	if (h->start_pass)
+		h->start_ms = 0;
+	if (missed)
+		log_info("cacheheal",
+		    "cache entries missed while redis was down rewritten",
+		    "{s:I}", "written", (json_int_t)h->written);
+	else if (h->written > 0)
+		log_info("cacheheal",
+		    "cache entries sent shortly before start rewritten",
+		    "{s:I}", "written", (json_int_t)h->written);
 }
 
 static void
@@ -121,16 +138,24 @@ cacheheal_on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 	/* Writes in flight may still fail: begin once Redis has answered
 	 * them all, so that their misses count towards this pass. */
+	if (h->start_ms != 0 && (since == 0 || h->start_ms < since))
+		since = h->start_ms;
 	if (since == 0 || !redis_is_ready(h->rc) || redis_pending(h->rc) > 0 ||
 	    !pg_is_ready(h->pg))
 		return;
 	h->in_pass = true;
+	h->start_pass = h->start_ms != 0;
 	h->since_ms = since - TIMING_CACHE_HEAL_MARGIN_MS;
 	h->misses = cache_miss_count();
 	h->written = 0;
-	log_info("cacheheal",
-	    "rewriting cache entries missed while redis was down", "{s:I}",
-	    "since_ms", (json_int_t)h->since_ms);
+	if (h->start_pass)
+		log_debug("cacheheal",
+		    "rewriting cache entries sent shortly before start",
+		    "{s:I}", "since_ms", (json_int_t)h->since_ms);
+	else
+		log_info("cacheheal",
+		    "rewriting cache entries missed while redis was down",
+		    "{s:I}", "since_ms", (json_int_t)h->since_ms);
 	cacheheal_next(h);
 }
 
@@ -144,6 +169,7 @@ cacheheal_new(struct event_base *base, struct pg_conn *pg,
 	h->pg = pg;
 	h->rc = rc;
 	h->ttl_ms = ttl_ms;
+	h->start_ms = util_wall_ms();
 	h->ev_tick = event_new(base, -1, EV_PERSIST, cacheheal_on_tick, h);
 	event_add(h->ev_tick, &tv);
 	return h;

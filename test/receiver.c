@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -45,13 +46,14 @@ enum recv_mode {
 	RECV_NOJSON,
 	RECV_FAIL_THEN_ACCEPT,
 	RECV_HUGE,
+	RECV_RESET,
 	RECV_MODE_COUNT
 };
 
 /* clang-format off */
 static const char *const recv_mode_names[RECV_MODE_COUNT] = {
 	"accept", "status", "slow", "hang", "garbage", "nojson", "fail_then_accept",
-	"huge",
+	"huge", "reset",
 };
 /* clang-format on */
 
@@ -391,6 +393,35 @@ recv_slow_start(struct recv_app *app, struct evhttp_request *req, json_t *entry)
 	evtimer_add(s->timer, &tv);
 }
 
+/* Freed from the loop, not from inside evhttp's request callback (which
+ * still uses the connection when it returns). The client is waiting for an
+ * answer, so evhttp does not free the connection on its own meanwhile. */
+static void
+recv_on_reset(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	evhttp_connection_free(arg);
+}
+
+/* A far end that drops the connection without an answer (curl: "Empty reply
+ * from server"). evhttp shuts the write side first, so the client sees EOF;
+ * SO_LINGER 0 then makes the close abortive (an RST, no TIME_WAIT here). */
+static void
+recv_reset(struct recv_app *app, struct evhttp_request *req)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
+	struct linger lg = { 1, 0 };
+	evutil_socket_t fd = bufferevent_getfd(bev);
+
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	if (event_base_once(app->base, -1, EV_TIMEOUT, recv_on_reset, conn,
+		NULL) != 0)
+		recv_error(req, 500, "cannot reset", NULL);
+}
+
 static void
 recv_on_webhook(struct recv_app *app, struct evhttp_request *req)
 {
@@ -440,6 +471,10 @@ recv_on_webhook(struct recv_app *app, struct evhttp_request *req)
 	case RECV_HUGE:
 		recv_done(app, entry, 200);
 		recv_huge(req);
+		break;
+	case RECV_RESET:
+		recv_done(app, entry, -1);
+		recv_reset(app, req);
 		break;
 	default:
 		recv_accept(app, req, entry);
@@ -733,7 +768,7 @@ main(int argc, char **argv)
 			printf(
 			    "usage: webhook-receiver [--bind ADDR] [--port N] [--path /webhook] "
 			    "[--mode MODE] [--status CODE] [--delay-ms N] [--retry-after N] [--fail-count N] "
-			    "[--quiet] [--tls-port N --tls-cert PEM --tls-key PEM]\nmodes: accept status slow hang garbage nojson fail_then_accept huge\n"
+			    "[--quiet] [--tls-port N --tls-cert PEM --tls-key PEM]\nmodes: accept status slow hang garbage nojson fail_then_accept huge reset\n"
 			    "env: RECEIVER_BIND RECEIVER_PORT RECEIVER_PATH RECEIVER_MODE\n");
 			return 0;
 		} else {

@@ -559,7 +559,7 @@ class Receiver(_Proc):
         return json.loads(data)
 
     def set(self, **settings: Any) -> dict:
-        """PUT /_control: mode (accept status slow hang garbage nojson fail_then_accept huge),
+        """PUT /_control: mode (accept status slow hang garbage nojson fail_then_accept huge reset),
         status, delay_ms, retry_after (None clears), fail_count. Returns the new settings."""
         return self._call("PUT", "/_control", settings)
 

@@ -102,3 +102,16 @@ class CacheHealTest(MessagesTest):
         for mid in old:
             self.assertEqual(self.redis.cli("EXISTS", f"message:{mid}"), "0")
         self.assert_entries(10)
+
+    def test_start_rewrites_what_a_killed_predecessor_missed(self):
+        # An instance SIGKILLed after committing sent outcomes but before writing
+        # their entries leaves them missing, and no survivor knows: each start
+        # rewrites what was sent within the minute before it.
+        self.psql("""
+            INSERT INTO messages (recipient, content, status, sent_at, response_id)
+            SELECT '+15550000000', 'killed ' || g, 'sent', now() - interval '5 seconds',
+                   'r' || g FROM generate_series(1, 5) g""")
+        svc = self.start(CACHE_TTL="1h")
+        svc.wait_log("cache entries sent shortly before start rewritten", timeout=10 * SLOW)
+        self.assertEqual(self.keys(), 5)
+        self.assert_entries(3600)

@@ -263,6 +263,22 @@ class RetryTest(DeliveryTest):
         self.wait_counts({"failed": 1})
         self.assertIn("gave up", self.psql("SELECT error_message FROM messages")[0][0])
 
+    def test_connection_reset_retries_then_sends(self):
+        # The receiver drops each connection without an answer: a connection
+        # error, retried like a 5xx, and the message goes once it answers again.
+        self.receiver.set(mode="reset")
+        self.insert(1)
+        self.start(MAX_ATTEMPTS="10")
+        wait_until(lambda: int(self.psql("SELECT retry_count FROM messages")[0][0]) >= 2, 10,
+                   0.05, "two failed attempts")
+        self.assertEqual(self.counts(), {"pending": 1})
+        self.assertIsNotNone(self.psql("SELECT error_message FROM messages")[0][0])
+        self.receiver.set(mode="accept")
+        self.wait_counts({"sent": 1})
+        statuses = [r["status"] for r in self.receiver.requests()]
+        self.assertEqual(statuses[-1], 202)
+        self.assertTrue(all(st is None for st in statuses[:-1]), statuses)
+
 
 class OutageDeliveryTest(DeliveryTest):
     def test_redis_down_then_back(self):
