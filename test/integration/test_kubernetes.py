@@ -824,7 +824,7 @@ class KubernetesTest(unittest.TestCase):
                 '              memory: 64Mi',
              'memory: 16Mi\n            limits:\n              cpu: "1"\n'
                 '              memory: 24Mi', "resources", "memory limit below"),
-            (d, "RSS 13.8 MiB idle", "RSS 12 MiB idle", "resources",
+            (d, "RSS 11.9 MiB idle", "RSS 12 MiB idle", "resources",
              "does not cite RSS idle"),
             ("pgbouncer.yaml", "pool_mode = transaction", "pool_mode = session", "pgbouncer",
              "not transaction"),
