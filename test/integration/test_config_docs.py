@@ -219,3 +219,44 @@ class ConfigServiceTest(IntegrationTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class RuntimePackagesTest(unittest.TestCase):
+    """The image installs packages.txt's runtime role and copies both binaries in: every
+    library either binary links directly must come from one of those packages (or from
+    libc6, which the base image has). A receiver that gained a library the image lacks
+    made compose's stand-in webhook exit at start."""
+
+    BASE = {"libc6"}
+
+    def runtime_packages(self):
+        out = set()
+        for line in (REPO / "packages.txt").read_text().splitlines():
+            parts = line.split("#", 1)[0].split()
+            if len(parts) == 2 and parts[0] == "runtime":
+                out.add(parts[1])
+        return out
+
+    def test_every_linked_library_is_a_runtime_package(self):
+        from harness import RECEIVER_BIN
+        runtime = self.runtime_packages() | self.BASE
+        for binary in (SERVICE_BIN, RECEIVER_BIN):
+            needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]",
+                                subprocess.run(["readelf", "-d", str(binary)], check=True,
+                                               capture_output=True, text=True).stdout)
+            ldd = dict(re.findall(r"^\s*(\S+) => (\S+)", subprocess.run(
+                ["ldd", str(binary)], check=True, capture_output=True, text=True).stdout, re.M))
+            self.assertTrue(needed, binary)
+            for lib in needed:
+                if lib not in ldd:
+                    continue  # the dynamic loader itself
+                owner = subprocess.run(["dpkg", "-S", ldd[lib]], capture_output=True,
+                                       text=True)
+                if owner.returncode != 0:  # /lib vs /usr/lib (merged /usr)
+                    owner = subprocess.run(["dpkg", "-S", ldd[lib].replace("/lib/", "/usr/lib/", 1)],
+                                           capture_output=True, text=True)
+                self.assertEqual(owner.returncode, 0, f"{binary.name}: {lib}: {owner.stderr}")
+                pkg = owner.stdout.split(":", 1)[0]
+                with self.subTest(binary=binary.name, library=lib):
+                    self.assertIn(pkg, runtime, f"{lib} comes from {pkg}, not in packages.txt's "
+                                  "runtime role (the image would lack it)")
