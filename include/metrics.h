@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct circuit;
+
 struct evbuffer;
 
 /* Bucket bounds of one histogram family, fixed at build time. */
@@ -101,9 +103,9 @@ struct metrics {
 	uint64_t http_unrecorded; /* past the tables' room */
 	struct metrics_link pg_delivery, pg_api, redis;
 	uint64_t cache_writes[METRICS_CACHE_N];
-	/* 0 closed, 1 open, 2 half-open (enum circuit_state): set by the
-	 * scheduler at each change of its circuit. */
-	int64_t circuit_state;
+	/* The scheduler's circuit, read at each scrape (0 closed, 1 open,
+	 * 2 half-open); NULL while there is no scheduler. */
+	const struct circuit *circuit;
 	int64_t sending; /* the scheduler is active */
 	int64_t start_wall_ms;
 };

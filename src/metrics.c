@@ -17,6 +17,7 @@
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
 
+#include "circuit.h"
 #include "common.h"
 #include "metrics.h"
 #include "util.h"
@@ -296,7 +297,8 @@ metrics_links(struct evbuffer *out)
 		    cache_names[i], metrics.cache_writes[i]);
 	metrics_u64(out, "gopulse_circuit_state", "gauge",
 	    "The receiver's circuit: 0 closed, 1 open, 2 half-open.",
-	    (uint64_t)metrics.circuit_state);
+	    (uint64_t)(metrics.circuit != NULL ? metrics.circuit->state :
+						 CIRCUIT_CLOSED));
 	metrics_u64(out, "gopulse_scheduler_active", "gauge",
 	    "1 while automatic sending is on.", (uint64_t)metrics.sending);
 }

@@ -846,9 +846,9 @@ pg_query(struct pg_conn *pg, const char *sql, int nparams,
 	    pg_op_new(PG_OP_PARAMS, NULL, sql, nparams, params, cb, arg));
 }
 
-/* The script's own implicit transaction (or the BEGIN block it opens)
- * carries the timeout; the set_config's row comes first, and the caller
- * sees the script's last result (or its first error). */
+/* Through a pooler the script's own implicit transaction (or the BEGIN
+ * block it opens) carries the timeout: a set_config's row comes first,
+ * and the caller sees the script's last result (or its first error). */
 int
 pg_setup_query(struct pg_conn *pg, const char *script, pg_result_cb cb,
     void *arg)
@@ -858,6 +858,10 @@ pg_setup_query(struct pg_conn *pg, const char *script, pg_result_cb cb,
 
 	if (pg->state != PG_SETUP)
 		return -1;
+	/* Directly, the session's SET (pg_on_pid) already bounds it. */
+	if (!pg->pooled)
+		return pg_enqueue(pg,
+		    pg_op_new(PG_OP_SCRIPT, NULL, script, 0, NULL, cb, arg));
 	prefix = xasprintf("%s;\n", pg->timeout_sql);
 	rc = pg_enqueue(pg,
 	    pg_op_new(PG_OP_SCRIPT, prefix, script, 0, NULL, cb, arg));

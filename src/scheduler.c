@@ -309,7 +309,6 @@ sched_run_end(struct sched *s, const char *why)
 		/* Nothing was due to probe with: another interval. */
 		if (s->circuit.state == CIRCUIT_HALF_OPEN) {
 			circuit_probe_skipped(&s->circuit, util_now_ms());
-			metrics.circuit_state = s->circuit.state;
 			sched_arm_probe(s);
 		}
 	}
@@ -505,7 +504,6 @@ sched_circuit_record(struct sched *s, int64_t id,
 
 	if (!outcome_receiver_down(res)) {
 		if (circuit_success(&s->circuit)) {
-			metrics.circuit_state = s->circuit.state;
 			event_del(s->ev_probe);
 			log_info("scheduler",
 			    "circuit closed: the receiver answers again",
@@ -517,7 +515,6 @@ sched_circuit_record(struct sched *s, int64_t id,
 		return false;
 	}
 	outage = circuit_failure(&s->circuit, id, now, &opened);
-	metrics.circuit_state = s->circuit.state;
 	if (opened) {
 		s->opened_ms = now;
 		log_warn("scheduler",
@@ -912,7 +909,6 @@ sched_on_probe(evutil_socket_t fd, short what, void *arg)
 		return;
 	if (!s->active) {
 		circuit_probe_skipped(&s->circuit, now);
-		metrics.circuit_state = s->circuit.state;
 		sched_arm_probe(s);
 		return;
 	}
@@ -923,7 +919,6 @@ sched_on_probe(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	circuit_probing(&s->circuit);
-	metrics.circuit_state = s->circuit.state;
 	s->probe_run = true;
 	log_info("scheduler", "circuit half-open: sending one probe", NULL);
 	sched_run_begin(s, 1, "circuit probe");
@@ -1018,6 +1013,8 @@ sched_new(struct event_base *base, const struct config *cfg, struct pg_conn *pg,
 	s->ev_probe = evtimer_new(base, sched_on_probe, s);
 	circuit_init(&s->circuit, cfg->circuit_failures,
 	    cfg->circuit_probe_interval_ms);
+	/* Read at each scrape: the state has one home, the circuit. */
+	metrics.circuit = &s->circuit;
 	pacer_init(&s->pacer, cfg->webhook_rate_limit);
 	return s;
 }
@@ -1116,5 +1113,6 @@ sched_free(struct sched *s)
 	event_free(s->ev_retry);
 	event_free(s->ev_pace);
 	event_free(s->ev_probe);
+	metrics.circuit = NULL;
 	free(s);
 }

@@ -35,6 +35,13 @@ class CircuitTest(MessagesTest):
         "CIRCUIT_PROBE_INTERVAL": f"{PROBE_S}s",
     }
 
+    @staticmethod
+    def circuit_metric(svc):
+        body = svc.get("/metrics")[-1]
+        text = body.decode() if isinstance(body, bytes) else str(body)
+        return [line for line in text.splitlines()
+                if line.startswith("gopulse_circuit_state ")]
+
     def scenario(self, name, svc, db, down, up, receiver, results):
         """One outage of OUTAGE_S under steady production; results[name] = what was seen."""
         def counts():
@@ -46,7 +53,8 @@ class CircuitTest(MessagesTest):
             t_down = time.monotonic()
             opened = svc.wait_log("circuit opened: the receiver keeps failing, holding deliveries",
                                   timeout=20 * SLOW)
-            seen = {"opened": opened, "ready": svc.json("GET", "/ready")[1]["circuit"]}
+            seen = {"opened": opened, "ready": svc.json("GET", "/ready")[1]["circuit"],
+                    "metric": self.circuit_metric(svc)}
             at_open = len(receiver.requests()) if receiver else None
             failed_during = 0
             while time.monotonic() - t_down < OUTAGE_S:
@@ -65,6 +73,7 @@ class CircuitTest(MessagesTest):
             seen["failed"] = max(failed_during, counts().get("failed", 0))
             seen["closed"] = svc.wait_log("circuit closed: the receiver answers again")
             seen["ready_after"] = svc.json("GET", "/ready")[1]["circuit"]
+            seen["metric_after"] = self.circuit_metric(svc)
             seen["held"] = int(self.pg.psql(
                 db, "SELECT count(*) FROM messages WHERE retry_count >= 3")[0][0])
             results[name] = seen
@@ -102,6 +111,9 @@ class CircuitTest(MessagesTest):
             self.assertEqual(seen["failed"], 0, f"{name}: no message failed")
             self.assertEqual(seen["ready"], "open", name)
             self.assertEqual(seen["ready_after"], "closed", name)
+            self.assertIn(seen["metric"], (["gopulse_circuit_state 1"],
+                                           ["gopulse_circuit_state 2"]), name)
+            self.assertEqual(seen["metric_after"], ["gopulse_circuit_state 0"], name)
             self.assertEqual(seen["opened"]["failures"], 5, name)
             self.assertLessEqual(seen["recovered_s"], PROBE_S + 5 * SLOW, name)
             # Some messages used all their attempts during the outage and were held.
