@@ -442,9 +442,16 @@ static int
 config_parse_webhook_path(struct config *cfg, const struct config_var *var,
     const char *value, char *why, size_t whylen)
 {
-	if (strpbrk(value, " \t\r\n#") != NULL) {
-		snprintf(why, whylen, "must not contain spaces or '#'");
-		return -1;
+	/* A URL's path as it goes on the wire: curl would send other bytes
+	 * raw, and a receiver's router would not match them. */
+	for (const char *p = value; *p; p++) {
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f ||
+		    *p == '#') {
+			snprintf(why, whylen,
+			    "must be printable ASCII without spaces or '#' "
+			    "(percent-encode other bytes)");
+			return -1;
+		}
 	}
 	while (*value == '/')
 		value++;
@@ -480,15 +487,51 @@ config_parse_bind_addr(struct config *cfg, const struct config_var *var,
 
 /* ---------------------------------------------------------------- loading */
 
+/* A value as an error shows it: bytes outside printable ASCII as \xNN, so
+ * the line stays one line and valid UTF-8 (main prints it as JSON, which
+ * refuses anything else, and a terminal would act on control bytes). */
+static char *
+config_escape(const char *value)
+{
+	size_t n = strlen(value);
+	char *out = xmalloc(4 * n + 1), *o = out;
+
+	for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+		if (*p >= 0x20 && *p < 0x7f)
+			*o++ = (char)*p;
+		else
+			o += sprintf(o, "\\x%02x", *p);
+	}
+	*o = '\0';
+	return out;
+}
+
 /* The value as an error may show it: secrets never, a DSN masked. */
 static char *
 config_shown_value(const struct config_var *var, const char *value)
 {
+	char *masked, *shown;
+
 	if (var->flags & CONFIG_SECRET)
 		return xstrdup("*****");
-	if (var->kind == CONFIG_DSN)
-		return dsn_mask(value);
-	return xstrdup(value);
+	if (var->kind != CONFIG_DSN)
+		return config_escape(value);
+	masked = dsn_mask(value);
+	shown = config_escape(masked);
+	free(masked);
+	return shown;
+}
+
+/* Every error has one shape, `invalid NAME="value": why`, on one line of
+ * printable ASCII, whatever a reason taken from a library held. */
+static void
+config_error(char *err, size_t errlen, const char *name, const char *shown,
+    const char *why)
+{
+	snprintf(err, errlen, "invalid %s=\"%s\": %s", name, shown, why);
+	for (char *p = err; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+			*p = '?';
 }
 
 static int
@@ -507,62 +550,64 @@ config_load_one(struct config *cfg, const struct config_var *var, char *err,
 	if (parse(cfg, var, value, why, sizeof(why)) == 0)
 		return 0;
 	shown = config_shown_value(var, value);
-	snprintf(err, errlen, "invalid %s=\"%s\": %s", var->name, shown, why);
+	config_error(err, errlen, var->name, shown, why);
 	free(shown);
-	/* One line, whatever a reason from a library held. */
-	err[strcspn(err, "\r\n")] = '\0';
 	return -1;
 }
 
-/* API_TOKEN_FILE into api_token: the secrets convention of containers
- * (one file, often with a trailing newline). Errors name the file, never
- * what is in it. */
+/* API_TOKEN_FILE's contents, one line (containers' secrets convention
+ * often ends it with a newline), into buf; why says what is wrong. */
 static int
-config_load_token_file(struct config *cfg, char *err, size_t errlen)
+config_read_token(const char *path, char *buf, size_t size, const char **why)
 {
-	char buf[1025];
 	size_t n;
 	FILE *f;
 
-	if (cfg->api_token_file[0] == '\0')
-		return 0;
-	if (cfg->api_token[0] != '\0') {
-		snprintf(err, errlen,
-		    "API_TOKEN and API_TOKEN_FILE are both set: set one of "
-		    "them");
+	if ((f = fopen(path, "r")) == NULL) {
+		*why = strerror(errno);
 		return -1;
 	}
-	if ((f = fopen(cfg->api_token_file, "r")) == NULL) {
-		snprintf(err, errlen, "API_TOKEN_FILE=%s: %s",
-		    cfg->api_token_file, strerror(errno));
-		return -1;
-	}
-	n = fread(buf, 1, sizeof(buf), f);
+	n = fread(buf, 1, size, f);
 	fclose(f);
 	if (n > 0 && buf[n - 1] == '\n')
 		n--;
 	if (n > 0 && buf[n - 1] == '\r')
 		n--;
-	buf[n < sizeof(buf) ? n : sizeof(buf) - 1] = '\0';
-	for (size_t i = 0; i < n; i++) {
-		if (n == sizeof(buf) || !isgraph((unsigned char)buf[i])) {
-			snprintf(err, errlen,
-			    "API_TOKEN_FILE=%s: the token must be one line of "
-			    "at most 1024 printable characters without spaces",
-			    cfg->api_token_file);
-			explicit_bzero(buf, sizeof(buf));
+	buf[n < size ? n : size - 1] = '\0';
+	*why = "the token must be one line of at most 1024 printable "
+	       "characters without spaces";
+	for (size_t i = 0; i < n; i++)
+		if (n == size || !isgraph((unsigned char)buf[i]))
 			return -1;
-		}
+	*why = "the file is empty";
+	return n == 0 ? -1 : 0;
+}
+
+/* API_TOKEN_FILE into api_token. Errors name the file, never what is in
+ * it. */
+static int
+config_load_token_file(struct config *cfg, char *err, size_t errlen)
+{
+	char buf[1025];
+	const char *why = "API_TOKEN is set too: set one of them";
+	char *shown;
+	int rc = -1;
+
+	if (cfg->api_token_file[0] == '\0')
+		return 0;
+	if (cfg->api_token[0] == '\0' &&
+	    (rc = config_read_token(cfg->api_token_file, buf, sizeof(buf),
+		 &why)) == 0) {
+		free(cfg->api_token);
+		cfg->api_token = xstrdup(buf);
 	}
-	if (n == 0) {
-		snprintf(err, errlen, "API_TOKEN_FILE=%s: the file is empty",
-		    cfg->api_token_file);
-		return -1;
-	}
-	free(cfg->api_token);
-	cfg->api_token = xstrdup(buf);
 	explicit_bzero(buf, sizeof(buf));
-	return 0;
+	if (rc == 0)
+		return 0;
+	shown = config_escape(cfg->api_token_file);
+	config_error(err, errlen, "API_TOKEN_FILE", shown, why);
+	free(shown);
+	return -1;
 }
 
 int

@@ -123,6 +123,13 @@ def main(argv: list[str]) -> int:
     finally:
         harness.cleanup_all()
 
+    per_module: dict[str, float] = {}
+    for secs, tid in result.timings:
+        per_module[tid.split(".")[0]] = per_module.get(tid.split(".")[0], 0.0) + secs
+    if len(per_module) > 1:
+        print("seconds per module: " + ", ".join(
+            f"{mod} {secs:.0f}" for mod, secs in sorted(per_module.items(),
+                                                        key=lambda kv: -kv[1])))
     slow = sorted((t for t in result.timings if t[0] > SLOW_S), reverse=True)
     if slow:
         print(f"tests slower than {SLOW_S:g}s:")

@@ -119,6 +119,11 @@ class ConfigDocsTest(unittest.TestCase):
             ("DATABASE_DSN", "host=db password=hunter2 keepalives_idle=x", "keepalives_idle"),
             ("DATABASE_DSN", "postgres://u:hun%zzter2@db/x", "percent-encoded"),
             ("DATABASE_DSN", "host=db password=hunter2 sslmdoe=require", "sslmdoe"),
+            # Bytes that are not UTF-8 (surrogateescape gives the raw byte) or control
+            # characters: shown as \xNN; the line was empty when JSON refused them.
+            ("PORT", "8\udcd1", "8\\xd1"),
+            ("API_TOKEN_FILE", "/nonexistent/\udcd1", "/nonexistent/\\xd1"),
+            ("LOG_LEVEL", "in\nfo\x1b[2J", "in\\x0afo\\x1b[2J"),
         ]
         for var, val, shown in cases:
             with self.subTest(var=var, val=val):

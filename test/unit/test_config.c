@@ -272,6 +272,36 @@ test_bad_values(void)
 	}
 }
 
+/* Whatever bytes a value holds, the error is one line of printable ASCII
+ * in the one shape main prints: JSON refuses bytes that are not UTF-8, and
+ * an error that could not be printed left start-up failing without a word. */
+static void
+test_error_printable(void)
+{
+	/* clang-format off */
+	static const struct { const char *var, *val, *shown; } cases[] = {
+		{ "PORT", "8\xd1", "8\\xd1" },
+		{ "LOG_LEVEL", "in\nfo", "in\\x0afo" },
+		{ "WEBHOOK_PATH", "/\xff\x1b[2J", "/\\xff\\x1b[2J" },
+		{ "API_TOKEN_FILE", "/nonexistent/\xd1", "/nonexistent/\\xd1" },
+	};
+	/* clang-format on */
+
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		struct config c;
+		char err[512];
+
+		CHECK(load_with(cases[i].var, cases[i].val, &c, err,
+			  sizeof(err)) == -1);
+		CHECK(strncmp(err, "invalid ", 8) == 0);
+		CHECK(strstr(err, cases[i].shown) != NULL);
+		for (const char *p = err; *p; p++)
+			CHECK(*p >= 0x20 && *p < 0x7f);
+		if (strstr(err, cases[i].shown) == NULL)
+			fprintf(stderr, "  %s: %s\n", cases[i].var, err);
+	}
+}
+
 /* Walks the table: each row's default loads, the ends of its range are
  * accepted and one step beyond them is refused with a good error. */
 static void
@@ -682,7 +712,8 @@ test_token_file(void)
 	config_fini(&c);
 	setenv("API_TOKEN", "other", 1);
 	CHECK(config_load(&c, err, sizeof(err)) != 0);
-	CHECK(strstr(err, "both") != NULL && strstr(err, "hunter2") == NULL);
+	CHECK(strstr(err, "set one of them") != NULL &&
+	    strstr(err, "hunter2") == NULL);
 	unsetenv("API_TOKEN");
 	f = fopen(path, "w");
 	fclose(f);
@@ -704,6 +735,7 @@ main(void)
 	RUN(test_set_values);
 	RUN(test_webhook_join);
 	RUN(test_bad_values);
+	RUN(test_error_printable);
 	RUN(test_every_row);
 	RUN(test_load_var);
 	RUN(test_log_fields);
