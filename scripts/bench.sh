@@ -446,10 +446,12 @@ pg_init "$tmp/pg" >/dev/null || die "initdb"
 pg_start "$tmp/pg" "$pg_port" >/dev/null || die "PostgreSQL did not start"
 redis_start "$tmp/redis" "$redis_port" >/dev/null || die "Redis did not start"
 for db in bench ref aux; do pg_createdb "$tmp/pg" "$pg_port" "$db" >/dev/null || die "createdb $db"; done
+# The server's own psql: /usr/bin/psql is a Perl wrapper (60 ms of CPU a call).
+PSQL=$(pg_bin)/psql
 psql_db() { # DB psql-args...
 	local db=$1
 	shift
-	PGCONNECT_TIMEOUT=5 psql -X -q -t -A -h 127.0.0.1 -p "$pg_port" -U postgres -d "$db" -v ON_ERROR_STOP=1 "$@"
+	PGCONNECT_TIMEOUT=5 "$PSQL" -X -q -t -A -h 127.0.0.1 -p "$pg_port" -U postgres -d "$db" -v ON_ERROR_STOP=1 "$@"
 }
 
 # nginx as ../shared/bench/README.md has it, plus a stub_status location that
@@ -732,7 +734,7 @@ for how in direct pgbouncer; do
 		say "scale-out $how x$k: $rate msgs/s; nginx $posts, rows $sent, keys $keys; per instance $shares"
 	done
 done
-bouncer_pools=$(PGCONNECT_TIMEOUT=5 psql -X -q -A -t -F' ' -h 127.0.0.1 -p "$bouncer_port" -U postgres -d pgbouncer \
+bouncer_pools=$(PGCONNECT_TIMEOUT=5 "$PSQL" -X -q -A -t -F' ' -h 127.0.0.1 -p "$bouncer_port" -U postgres -d pgbouncer \
 	-c "SHOW POOLS" 2>/dev/null | awk '$1 == "scale" { print $10 + $11 " server connections open" }')
 pgb_version=$("$(pgbouncer_bin)" --version | head -1)
 pgbouncer_stop "$tmp/bouncer" >/dev/null 2>&1

@@ -216,7 +216,7 @@ pg_stop() {
 pg_createdb() {
 	local dir=${1:?usage: pg_createdb DIR PORT NAME} port=${2:?usage: pg_createdb DIR PORT NAME}
 	local name=${3:?usage: pg_createdb DIR PORT NAME} exists
-	local psql=(psql -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d postgres)
+	local psql=("$(pg_bin)/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d postgres)
 	# :'name' and :"name" make psql quote the name as a literal and as an identifier.
 	exists=$(PGCONNECT_TIMEOUT=5 "${psql[@]}" -v name="$name" \
 		<<<"SELECT 1 FROM pg_database WHERE datname = :'name'") || return 1
@@ -328,7 +328,7 @@ _pgbouncer_pid() {
 # `postgres` user (its `user` setting), like the PostgreSQL of pg_start.
 pgbouncer_start() {
 	local usage="usage: pgbouncer_start DIR PORT PG_PORT [NAME=VALUE...]"
-	local dir=${1:?$usage} port=${2:?$usage} pg_port=${3:?$usage} bin kv i offset=0
+	local dir=${1:?$usage} port=${2:?$usage} pg_port=${3:?$usage} bin kv i offset=0 psql
 	shift 3
 	mkdir -p "$dir" || return 1
 	dir=$(_svc_abs "$dir") || return 1
@@ -377,9 +377,11 @@ pgbouncer_start() {
 		_svc_log_tail "$dir/pgbouncer.log"
 		return 1
 	fi
-	# Ready when its admin console answers.
+	# Ready when its admin console answers (pg_bin's psql: /usr/bin/psql is a Perl
+	# wrapper that costs 60 ms a call).
+	psql=$(pg_bin)/psql
 	for ((i = 0; i < SERVICES_TIMEOUT * 10; i++)); do
-		if PGCONNECT_TIMEOUT=2 psql -X -q -A -t -h 127.0.0.1 -p "$port" -U postgres \
+		if PGCONNECT_TIMEOUT=2 "$psql" -X -q -A -t -h 127.0.0.1 -p "$port" -U postgres \
 			-d pgbouncer -c "SHOW VERSION" >/dev/null 2>&1; then
 			return 0
 		fi

@@ -110,6 +110,19 @@ def services_sh(*args: str, timeout: float = 60) -> str:
     return p.stdout
 
 
+_psql: str | None = None
+
+
+def psql_bin() -> str:
+    """psql of the server the tests run: Debian's /usr/bin/psql is pg_wrapper, a Perl
+    script that costs about 60 ms a call, and a run calls psql thousands of times."""
+    global _psql
+    if _psql is None:
+        found = os.path.join(services_sh("pg_bin").strip(), "psql")
+        _psql = found if os.access(found, os.X_OK) else "psql"
+    return _psql
+
+
 # ---------------------------------------------------------------- response recording
 #
 # Every answer of the real service (a Service running SERVICE_BIN, so neither the
@@ -305,7 +318,7 @@ class Postgres:
         """
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["PGCONNECT_TIMEOUT"] = "5"
-        cmd = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-F", "\x1f", "-0",
+        cmd = [psql_bin(), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-F", "\x1f", "-0",
                "-P", "null=\x01", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
                "-d", dbname, "-f", "-"]
         try:
@@ -324,8 +337,10 @@ class Postgres:
     def create_db(self, name: str) -> str:
         """(Re)create database name, empty; return its DSN."""
         ident = '"' + name.replace('"', '""') + '"'
-        self.psql("postgres", f"DROP DATABASE IF EXISTS {ident} WITH (FORCE)")
-        self.psql("postgres", f"CREATE DATABASE {ident}")
+        # One psql for both; FILE_COPY copies template1's files instead of WAL-logging
+        # each block: 0.2 s instead of 0.3 s, once per test (fsync is off anyway).
+        self.psql("postgres", f"DROP DATABASE IF EXISTS {ident} WITH (FORCE);\n"
+                              f"CREATE DATABASE {ident} STRATEGY = FILE_COPY")
         return self.dsn(name)
 
     def drop_db(self, name: str) -> None:
@@ -997,7 +1012,7 @@ class PgLock:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["PGCONNECT_TIMEOUT"] = "5"
         self.proc = subprocess.Popen(
-            ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+            [psql_bin(), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
              "-p", str(pg.port), "-U", "postgres", "-d", dbname],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -1157,7 +1172,7 @@ class PgBouncer:
         """SHOW <what> on the admin console (POOLS, CONFIG, STATS, ...) as dicts."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["PGCONNECT_TIMEOUT"] = "5"
-        p = subprocess.run(["psql", "-X", "-q", "-A", "-F", "\x1f", "-P", "footer=off",
+        p = subprocess.run([psql_bin(), "-X", "-q", "-A", "-F", "\x1f", "-P", "footer=off",
                             "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
                             "-d", "pgbouncer", "-c", f"SHOW {what}"],
                            capture_output=True, text=True, timeout=10, env=env,
