@@ -133,6 +133,14 @@ if [ -n "$ref_dir" ]; then
 else
 	say "no ../shared/bench: the drain and /health ceilings are skipped"
 fi
+# The floor of start-up: a program that returns at once, linked with every library the
+# service links (--no-as-needed keeps them all), so exec and the dynamic loader do the
+# same work (on these VMs a page fault costs about 12 us and the libraries take ~550).
+printf 'int main(void) { return 0; }\n' >build/bench/libs_only.c
+# shellcheck disable=SC2046
+cc -O2 -o build/bench/libs_only build/bench/libs_only.c -Wl,--no-as-needed \
+	$(pkg-config --libs libevent libpq hiredis libcurl jansson libcrypto) -lm ||
+	die "cannot build the start-up floor"
 
 tmp=$(mktemp -d /tmp/gopulse-bench.XXXXXX)
 chmod 755 "$tmp" # PostgreSQL runs as `postgres` when we are root
@@ -262,6 +270,21 @@ def cmd_startup(port, runs, log, *argv):
             time.sleep(0.2)  # the port is free again before the next start
     out.sort()
     print("%.1f %.1f %.1f" % (out[len(out) // 2], out[0], out[-1]))
+
+def cmd_exec_time(runs, *argv):
+    """exec argv until it exits, in ms, once per run (the first is a warm-up); prints
+    the median and the minor page faults of the child."""
+    out = []
+    for i in range(int(runs) + 1):
+        t0 = time.monotonic()
+        _, status, usage = os.wait4(os.posix_spawn(argv[0], list(argv), os.environ), 0)
+        ms = (time.monotonic() - t0) * 1000
+        if status != 0:
+            sys.exit(f"{argv[0]} exited with status {status}")
+        if i > 0:
+            out.append((ms, usage.ru_minflt))
+    out.sort()
+    print("%.1f %d" % out[len(out) // 2])
 
 def cmd_drain(pid, svc_port, redis_port, redis_db, target, timeout, marks):
     """POST /messages/start, then wait until the service's Redis db holds target
@@ -430,7 +453,7 @@ def cmd_drain_many(redis_port, redis_db, target, timeout, *pid_ports):
     c1 = sum(ticks(pid) for pid, _ in pairs)
     print("%.3f %.2f" % (t1 - t0, c1 - c0))
 
-cmds = {"wait": cmd_wait, "mem": cmd_mem, "startup": cmd_startup, "drain": cmd_drain,
+cmds = {"wait": cmd_wait, "mem": cmd_mem, "startup": cmd_startup, "exec_time": cmd_exec_time, "drain": cmd_drain,
         "drain_many": cmd_drain_many,
         "sample": cmd_sample, "stats": cmd_stats, "pgbench_script": cmd_pgbench_script}
 cmds[sys.argv[1]](*sys.argv[2:])
@@ -575,6 +598,9 @@ if [ -n "$ref_dir" ]; then
 		"$root/build/bench/evhttp_hello" "$st_port") ||
 		die "evhttp_hello start-up timing failed: $(tail -5 "$tmp/startup-hello.log")"
 fi
+
+read -r libs_start libs_faults < <(bpy exec_time "$STARTS" "$root/build/bench/libs_only") ||
+	die "timing build/bench/libs_only failed"
 
 say "reference pipeline, run 1"
 run_reference
@@ -834,6 +860,8 @@ report=$tmp/report.md
 	else
 		echo "| start-up, exec → first \`GET /health\` 200, ms (median of $STARTS) | $start_med | $na | — | ≤ 20 | $(met "$start_med" 'x <= 20') |"
 	fi
+	echo "| start-up floor: exec → exit of an empty program linked with the service's libraries, ms (minor page faults) | $libs_start ($libs_faults) | — | — | — | — |"
+	echo "| start-up less that floor: the service's own work, ms | $(awk -v a="$start_med" -v b="$libs_start" 'BEGIN { printf "%.1f", a - b }') | — | — | — | — |"
 	sc="scale-out: drain $(n_fmt "$SCALE_N") messages,"
 	echo "| $sc 1 instance, direct, msg/s | $(n_fmt "${scale_rate[direct-1]}") | — | — | — | — |"
 	echo "| $sc 2 instances, direct, combined msg/s | $(n_fmt "${scale_rate[direct-2]}") | 1 instance, direct: $(n_fmt "${scale_rate[direct-1]}") | $(ratio "${scale_rate[direct-2]}" "${scale_rate[direct-1]}") | — | — |"
