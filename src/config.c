@@ -63,7 +63,8 @@ const struct config_var config_vars[] = {
 	    config_parse_webhook_host, "`http://` or `https://` host[:port]"),
 	ROW_STRING("WEBHOOK_PATH", "/webhook", 0, webhook_path,
 	    config_parse_webhook_path,
-	    "joined to the host with exactly one `/`"),
+	    "joined to the host with exactly one `/`; printable ASCII "
+	    "without spaces or `#` (percent-encode other bytes)"),
 	ROW_INT("PORT", "8080", 1, 65535, port, "HTTP listen port"),
 	ROW_STRING("BIND_ADDR", "0.0.0.0", 0, bind_addr, config_parse_bind_addr,
 	    "HTTP listen address (numeric IPv4 or IPv6); `gopulse-messages "
