@@ -41,8 +41,9 @@ bool circuit_failure(struct circuit *c, int64_t id, int64_t now_ms,
  * circuit_probing. */
 bool circuit_probe_due(const struct circuit *c, int64_t now_ms);
 void circuit_probing(struct circuit *c);
-/* No message to probe with: wait another interval. */
-void circuit_probe_skipped(struct circuit *c, int64_t now_ms);
+/* No probe was sent (nothing due, or sending is stopped): the next one in
+ * wait_ms. */
+void circuit_probe_skipped(struct circuit *c, int64_t now_ms, int64_t wait_ms);
 
 /* New work may be claimed and posted. */
 bool circuit_closed(const struct circuit *c);

@@ -59,6 +59,12 @@
  * instead of our run churning through the backlog, claiming and
  * releasing. The refused messages themselves are released at once. */
 #define TIMING_REFUSED_PAUSE_MS 250
+/* An open circuit's probe that found nothing due sent nothing, so the
+ * receiver was spared nothing by waiting: the next probe is this soon.
+ * Messages held through the outage fall due one interval after their own
+ * failure, often just after the probe; another instance may have taken
+ * what was due. A whole interval more would hold them for nothing. */
+#define TIMING_PROBE_EMPTY_MS 1000
 /* An outcome waits at most this long for others to share its write (a
  * batch goes out at once when it is large or nothing else is in flight):
  * one statement for many outcomes costs the database far less than one

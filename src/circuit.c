@@ -62,10 +62,10 @@ circuit_probing(struct circuit *c)
 }
 
 void
-circuit_probe_skipped(struct circuit *c, int64_t now_ms)
+circuit_probe_skipped(struct circuit *c, int64_t now_ms, int64_t wait_ms)
 {
 	c->state = CIRCUIT_OPEN;
-	c->probe_at_ms = now_ms + c->probe_interval_ms;
+	c->probe_at_ms = now_ms + wait_ms;
 }
 
 bool

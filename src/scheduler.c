@@ -151,6 +151,7 @@ struct sched {
 	struct event *ev_pace;	/* pumps again once the pacer allows */
 	struct event *ev_probe; /* the open circuit's next probe */
 	bool probe_run;		/* this run claims one message, the probe */
+	bool probe_empty;	/* the last probe found nothing to send */
 	int64_t opened_ms;	/* when the circuit opened */
 	/* What repeats per tick or per message is logged as a streak (one
 	 * line, then summaries): ticks skipped while a run is held up (by
@@ -306,9 +307,11 @@ sched_run_end(struct sched *s, const char *why)
 	    "refused", (json_int_t)s->nskip);
 	if (s->probe_run) {
 		s->probe_run = false;
-		/* Nothing was due to probe with: another interval. */
-		if (s->circuit.state == CIRCUIT_HALF_OPEN) {
-			circuit_probe_skipped(&s->circuit, util_now_ms());
+		/* Still half open: nothing was due to probe with. */
+		s->probe_empty = s->circuit.state == CIRCUIT_HALF_OPEN;
+		if (s->probe_empty) {
+			circuit_probe_skipped(&s->circuit, util_now_ms(),
+			    TIMING_PROBE_EMPTY_MS);
 			sched_arm_probe(s);
 		}
 	}
@@ -908,7 +911,8 @@ sched_on_probe(evutil_socket_t fd, short what, void *arg)
 	if (s->circuit.state != CIRCUIT_OPEN)
 		return;
 	if (!s->active) {
-		circuit_probe_skipped(&s->circuit, now);
+		circuit_probe_skipped(&s->circuit, now,
+		    s->cfg->circuit_probe_interval_ms);
 		sched_arm_probe(s);
 		return;
 	}
@@ -920,7 +924,13 @@ sched_on_probe(evutil_socket_t fd, short what, void *arg)
 	}
 	circuit_probing(&s->circuit);
 	s->probe_run = true;
-	log_info("scheduler", "circuit half-open: sending one probe", NULL);
+	/* Once per probe that may send, not every second while none is due. */
+	if (s->probe_empty)
+		log_debug("scheduler", "circuit half-open: sending one probe",
+		    NULL);
+	else
+		log_info("scheduler", "circuit half-open: sending one probe",
+		    NULL);
 	sched_run_begin(s, 1, "circuit probe");
 }
 

@@ -126,6 +126,42 @@ class CircuitTest(MessagesTest):
             self.assertEqual(len(svc.find_logs(
                 "circuit opened: the receiver keeps failing, holding deliveries")), 1)
 
+    def test_a_probe_that_finds_nothing_due_tries_again_within_a_second(self):
+        # Messages held through an outage fall due one interval after their own
+        # failure, often just after the probe (or another instance took them). A probe
+        # that found nothing sent nothing: the next one comes within a second, not a
+        # whole interval later.
+        interval = 8
+        self.create_schema()
+        self.receiver.set(mode="status", status=503)
+        svc = self.start(PRODUCER_INTERVAL="0", CIRCUIT_FAILURES="3",
+                         CIRCUIT_PROBE_INTERVAL=f"{interval}s", MAX_ATTEMPTS="5",
+                         LOG_LEVEL="debug")
+        self.insert(10)
+        svc.wait_log("circuit opened: the receiver keeps failing, holding deliveries",
+                     timeout=20 * SLOW)
+        t_open = time.monotonic()
+        # All ten posted once and their outcomes written (none still in flight).
+        wait_until(lambda: int(self.psql(
+            "SELECT count(*) FROM messages WHERE retry_count >= 1")[0][0]) == 10,
+            5 * SLOW, 0.05, "every first attempt written")
+        # Every message due 10 s after the opening: the probe at 8 s finds none.
+        self.psql("UPDATE messages SET next_attempt_at = now() + interval '10 seconds' "
+                  "WHERE status = 'pending'")
+        self.receiver.set(mode="accept")
+        self.wait_counts({"sent": 10}, timeout=30 * SLOW)
+        took = time.monotonic() - t_open
+        self.assertGreaterEqual(took, 9.5, "nothing was due before 10 s")
+        # Within a second of falling due (and a moment to drain); the next whole
+        # interval would be 16 s.
+        self.assertLess(took, 13.5)
+        self.assertEqual(svc.find_logs("message failed"), [])
+        probes = svc.find_logs("circuit half-open: sending one probe")
+        # One info line for the first probe; the retries after it, at debug.
+        self.assertEqual([p["level"] for p in probes if p["level"] == "info"], ["info"])
+        self.assertGreaterEqual(len(probes), 3, "the probe at 8 s, then one a second")
+        svc.wait_log("circuit closed: the receiver answers again")
+
     def test_one_message_failing_alone_still_fails(self):
         # Not an outage: one message, the receiver fails only it; the circuit never
         # opens and MAX_ATTEMPTS decides as before.

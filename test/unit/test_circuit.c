@@ -69,8 +69,11 @@ test_probe_skipped(void)
 	circuit_init(&c, 1, 500);
 	CHECK(circuit_failure(&c, 1, 0, &opened) && opened);
 	circuit_probing(&c);
-	circuit_probe_skipped(&c, 600);
+	circuit_probe_skipped(&c, 600, 500);
 	CHECK(c.state == CIRCUIT_OPEN && circuit_probe_in_ms(&c, 600) == 500);
+	circuit_probing(&c);
+	circuit_probe_skipped(&c, 1100, 50);
+	CHECK(c.state == CIRCUIT_OPEN && circuit_probe_in_ms(&c, 1100) == 50);
 }
 
 static void
