@@ -388,20 +388,6 @@ service_list(struct service *svc, enum message_filter filter, int limit,
  * statement each: creates, lookups, replays. They count against the same
  * bound as reads and go to the same connections. */
 
-/* A connection and a place under the bound for one operation. */
-static enum svc_err
-service_begin(struct service *svc, struct pg_conn **pg)
-{
-	enum svc_err err;
-
-	if ((*pg = service_read_conn(svc)) == NULL)
-		return SVC_UNAVAILABLE;
-	if ((err = service_admit(svc)) != SVC_OK)
-		return err;
-	svc->queries++;
-	return SVC_OK;
-}
-
 struct service_op {
 	struct service *svc;
 	union {
@@ -421,11 +407,22 @@ struct service_op {
 	bool released;		/* answered: its place is given back */
 };
 
+/* An operation with a connection (*pg, for its first statement) and a
+ * place under the bound; NULL and *err when there is none. */
 static struct service_op *
-service_op_new(struct service *svc, void *arg)
+service_op_start(struct service *svc, void *arg, struct pg_conn **pg,
+    enum svc_err *err)
 {
-	struct service_op *op = xcalloc(1, sizeof(*op));
+	struct service_op *op;
 
+	if ((*pg = service_read_conn(svc)) == NULL) {
+		*err = SVC_UNAVAILABLE;
+		return NULL;
+	}
+	if ((*err = service_admit(svc)) != SVC_OK)
+		return NULL;
+	svc->queries++;
+	op = xcalloc(1, sizeof(*op));
 	op->svc = svc;
 	op->arg = arg;
 	return op;
@@ -447,6 +444,17 @@ service_op_free(struct service_op *op)
 	free(op->cache);
 	free(op->since);
 	free(op);
+}
+
+/* rc of the call that queued op's first statement: when it was not
+ * queued, op goes and the caller hears the database is unavailable. */
+static enum svc_err
+service_op_sent(struct service_op *op, int rc)
+{
+	if (rc == 0)
+		return SVC_OK;
+	service_op_free(op);
+	return SVC_UNAVAILABLE;
 }
 
 static void
@@ -472,20 +480,16 @@ enum svc_err
 service_create_message(struct service *svc, const char *recipient,
     const char *content, const char *key, service_message_cb cb, void *arg)
 {
-	struct service_op *op;
 	struct pg_conn *pg;
 	enum svc_err err;
+	struct service_op *op = service_op_start(svc, arg, &pg, &err);
 
-	if ((err = service_begin(svc, &pg)) != SVC_OK)
+	if (op == NULL)
 		return err;
-	op = service_op_new(svc, arg);
 	op->cb.message = cb;
-	if (store_create_message(pg, recipient, content, key,
-		TIMING_IDEMPOTENCY_TTL_MS, service_on_created, op) != 0) {
-		service_op_free(op);
-		return SVC_UNAVAILABLE;
-	}
-	return SVC_OK;
+	return service_op_sent(op,
+	    store_create_message(pg, recipient, content, key,
+		TIMING_IDEMPOTENCY_TTL_MS, service_on_created, op));
 }
 
 static void
@@ -560,23 +564,19 @@ enum svc_err
 service_get_message(struct service *svc, int64_t id, service_detail_cb cb,
     void *arg)
 {
-	struct service_op *op;
 	struct pg_conn *pg;
 	enum svc_err err;
+	struct service_op *op = service_op_start(svc, arg, &pg, &err);
 
-	if ((err = service_begin(svc, &pg)) != SVC_OK)
+	if (op == NULL)
 		return err;
-	op = service_op_new(svc, arg);
 	op->cb.detail = cb;
 	op->id = id;
 	if (cache_get_sent(svc->redis, id, service_on_cache, op) != 0) {
 		op->cache_st = "unavailable";
 		op->row_asked = true;
-		if (store_get_message(pg, id, service_on_detail, op) != 0) {
-			service_op_free(op);
-			return SVC_UNAVAILABLE;
-		}
-		return SVC_OK;
+		return service_op_sent(op,
+		    store_get_message(pg, id, service_on_detail, op));
 	}
 	op->cache_pending = true;
 	op->ev_cache = evtimer_new(svc->base, service_on_cache_late, op);
@@ -614,19 +614,15 @@ enum svc_err
 service_retry_message(struct service *svc, int64_t id, service_message_cb cb,
     void *arg)
 {
-	struct service_op *op;
 	struct pg_conn *pg;
 	enum svc_err err;
+	struct service_op *op = service_op_start(svc, arg, &pg, &err);
 
-	if ((err = service_begin(svc, &pg)) != SVC_OK)
+	if (op == NULL)
 		return err;
-	op = service_op_new(svc, arg);
 	op->cb.message = cb;
-	if (store_retry_message(pg, id, service_on_retried, op) != 0) {
-		service_op_free(op);
-		return SVC_UNAVAILABLE;
-	}
-	return SVC_OK;
+	return service_op_sent(op,
+	    store_retry_message(pg, id, service_on_retried, op));
 }
 
 static int service_requeue_batch(struct service_op *op);
@@ -672,20 +668,15 @@ enum svc_err
 service_retry_failed(struct service *svc, const char *since,
     service_count_cb cb, void *arg)
 {
-	struct service_op *op;
 	struct pg_conn *pg;
 	enum svc_err err;
+	struct service_op *op = service_op_start(svc, arg, &pg, &err);
 
-	if ((err = service_begin(svc, &pg)) != SVC_OK)
+	if (op == NULL)
 		return err;
-	op = service_op_new(svc, arg);
 	op->cb.count = cb;
 	op->since = since != NULL ? xstrdup(since) : NULL;
-	if (service_requeue_batch(op) != 0) {
-		service_op_free(op);
-		return SVC_UNAVAILABLE;
-	}
-	return SVC_OK;
+	return service_op_sent(op, service_requeue_batch(op));
 }
 
 /* ---------------------------------------------------------------- sweep */
