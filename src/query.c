@@ -25,60 +25,16 @@ query_uint(const char *s, long max, long *out)
 	return errno == 0 && *end == '\0' && *out <= max ? 0 : -1;
 }
 
+/* The pairs of query string q (NULL or empty: none) into kv, which the
+ * caller clears whatever this returns. */
 static int
-query_int_param(struct evkeyvalq *kv, const char *name, long min, long max,
-    int *out, char *err, size_t errlen)
+query_kv(const char *q, struct evkeyvalq *kv, char *err, size_t errlen)
 {
-	struct evkeyval *h;
-	const char *val = NULL;
-	long v;
-
-	TAILQ_FOREACH(h, kv, next) {
-		if (strcmp(h->key, name) != 0)
-			continue;
-		if (val != NULL) {
-			snprintf(err, errlen, "%s is given more than once",
-			    name);
-			return -1;
-		}
-		val = h->value;
-	}
-	if (val == NULL)
+	TAILQ_INIT(kv);
+	if (q == NULL || *q == '\0' || evhttp_parse_query_str(q, kv) == 0)
 		return 0;
-	if (query_uint(val, max, &v) != 0 || v < min) {
-		snprintf(err, errlen,
-		    "%s must be a whole number from %ld to %ld", name, min,
-		    max);
-		return -1;
-	}
-	*out = (int)v;
-	return 0;
-}
-
-int
-query_parse_list(const char *q, int *limit, int *offset, char *err,
-    size_t errlen)
-{
-	struct evkeyvalq kv;
-	int rc;
-
-	*limit = QUERY_LIMIT_DEFAULT;
-	*offset = 0;
-	if (q == NULL || *q == '\0')
-		return 0;
-	TAILQ_INIT(&kv);
-	if (evhttp_parse_query_str(q, &kv) != 0) {
-		evhttp_clear_headers(&kv);
-		snprintf(err, errlen, "malformed query string");
-		return -1;
-	}
-	rc = query_int_param(&kv, "limit", 1, QUERY_LIMIT_MAX, limit, err,
-	    errlen);
-	if (rc == 0)
-		rc = query_int_param(&kv, "offset", 0, INT_MAX, offset, err,
-		    errlen);
-	evhttp_clear_headers(&kv);
-	return rc;
+	snprintf(err, errlen, "malformed query string");
+	return -1;
 }
 
 /* The one value of name, NULL when absent; -1 when given twice. */
@@ -100,6 +56,52 @@ query_one(struct evkeyvalq *kv, const char *name, const char **val, char *err,
 		*val = h->value;
 	}
 	return 0;
+}
+
+static int
+query_int_param(struct evkeyvalq *kv, const char *name, long min, long max,
+    int *out, char *err, size_t errlen)
+{
+	const char *val;
+	long v;
+
+	if (query_one(kv, name, &val, err, errlen) != 0)
+		return -1;
+	if (val == NULL)
+		return 0;
+	if (query_uint(val, max, &v) != 0 || v < min) {
+		snprintf(err, errlen,
+		    "%s must be a whole number from %ld to %ld", name, min,
+		    max);
+		return -1;
+	}
+	*out = (int)v;
+	return 0;
+}
+
+static int
+query_limit_offset(struct evkeyvalq *kv, int *limit, int *offset, char *err,
+    size_t errlen)
+{
+	*limit = QUERY_LIMIT_DEFAULT;
+	*offset = 0;
+	if (query_int_param(kv, "limit", 1, QUERY_LIMIT_MAX, limit, err,
+		errlen) != 0)
+		return -1;
+	return query_int_param(kv, "offset", 0, INT_MAX, offset, err, errlen);
+}
+
+int
+query_parse_list(const char *q, int *limit, int *offset, char *err,
+    size_t errlen)
+{
+	struct evkeyvalq kv;
+	int rc = query_kv(q, &kv, err, errlen);
+
+	if (rc == 0)
+		rc = query_limit_offset(&kv, limit, offset, err, errlen);
+	evhttp_clear_headers(&kv);
+	return rc;
 }
 
 static int
@@ -132,16 +134,10 @@ query_parse_listing(const char *q, struct query_list *out, char *err,
 
 	out->filter = MESSAGE_SENT;
 	out->after[0] = '\0';
-	if (query_parse_list(q, &out->limit, &out->offset, err, errlen) != 0)
-		return -1;
-	if (q == NULL || *q == '\0')
-		return 0;
-	TAILQ_INIT(&kv);
-	if (evhttp_parse_query_str(q, &kv) != 0) {
-		snprintf(err, errlen, "malformed query string");
-		goto out;
-	}
-	if (query_one(&kv, "status", &status, err, errlen) != 0 ||
+	if (query_kv(q, &kv, err, errlen) != 0 ||
+	    query_limit_offset(&kv, &out->limit, &out->offset, err, errlen) !=
+		0 ||
+	    query_one(&kv, "status", &status, err, errlen) != 0 ||
 	    query_one(&kv, "after", &after, err, errlen) != 0)
 		goto out;
 	if (status != NULL && query_filter(status, &out->filter) != 0) {
@@ -217,14 +213,8 @@ query_parse_since(const char *q, char *since, char *err, size_t errlen)
 	int rc = -1;
 
 	since[0] = '\0';
-	if (q == NULL || *q == '\0')
-		return 0;
-	TAILQ_INIT(&kv);
-	if (evhttp_parse_query_str(q, &kv) != 0) {
-		snprintf(err, errlen, "malformed query string");
-		goto out;
-	}
-	if (query_one(&kv, "since", &val, err, errlen) != 0)
+	if (query_kv(q, &kv, err, errlen) != 0 ||
+	    query_one(&kv, "since", &val, err, errlen) != 0)
 		goto out;
 	if (val != NULL) {
 		if (strlen(val) >= 40 || query_rfc3339(val) != 0) {
