@@ -9,7 +9,6 @@
 #include <stdlib.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 /* An invariant broken is a finding: abort, so libFuzzer keeps the input. */
 #define FUZZ_CHECK(cond) \

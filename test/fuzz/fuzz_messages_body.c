@@ -7,14 +7,6 @@
 #include "api.h"
 #include "fuzz.h"
 
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	return 0;
-}
-
 /* Code points of valid UTF-8 (jansson hands over nothing else). */
 static size_t
 fuzz_code_points(const char *s)

@@ -9,14 +9,6 @@
 #include "fuzz.h"
 #include "router.h"
 
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	return 0;
-}
-
 /* Does path fit template tpl, segment by segment? Written apart from the
  * router's own matcher, so the two check each other: a "{name}" segment
  * takes any non-empty segment, every other one must be equal. */

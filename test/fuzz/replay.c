@@ -55,7 +55,6 @@ main(int argc, char **argv)
 		dirs = replay_default;
 		ndirs = 2;
 	}
-	LLVMFuzzerInitialize(&argc, &argv);
 	for (int i = 0; i < ndirs; i++) {
 		DIR *d = opendir(dirs[i]);
 		struct dirent *e;
