@@ -1080,6 +1080,17 @@ def tcp_unread(local_port: int, remote_port: int) -> int | None:
     return None
 
 
+# The settings most delivery tests start from (MessagesTest.FAST): no producer, a tick
+# every 100 ms without a batch cap, retries after 100 ms, a 2 s webhook timeout.
+FAST_DELIVERY = {
+    "PRODUCER_INTERVAL": "0",
+    "SCHEDULER_INTERVAL": "100ms",
+    "SCHEDULER_BATCH_SIZE": "0",
+    "RETRY_BASE_DELAY": "100ms",
+    "WEBHOOK_TIMEOUT": "2s",
+}
+
+
 class MessagesTest(IntegrationTest):
     """A test that fills the messages table itself: the schema exists before the service
     starts (from the same idempotent files the service applies), and helpers to insert,

@@ -8,16 +8,10 @@ import json
 import time
 from datetime import datetime
 
-from harness import SAN, VALGRIND, MessagesTest, wait_until
+from harness import FAST_DELIVERY, SAN, VALGRIND, MessagesTest, wait_until
 
 SLOW = 10 if VALGRIND else 2 if SAN else 1
-FAST = {
-    "PRODUCER_INTERVAL": "0",
-    "SCHEDULER_INTERVAL": "100ms",
-    "SCHEDULER_BATCH_SIZE": "0",
-    "RETRY_BASE_DELAY": "100ms",
-    "WEBHOOK_TIMEOUT": "2s",
-}
+FAST = FAST_DELIVERY
 
 
 def epoch(ts: str) -> float:

@@ -6,16 +6,10 @@ import signal
 import threading
 import time
 
-from harness import (PRODUCED, RUN_FINISHED, RUN_STARTED, MessagesTest,
+from harness import (FAST_DELIVERY, PRODUCED, RUN_FINISHED, RUN_STARTED, MessagesTest,
                      log_time, received_time, wait_more_logs, wait_until)
 
-FAST = {
-    "PRODUCER_INTERVAL": "0",
-    "SCHEDULER_INTERVAL": "100ms",
-    "SCHEDULER_BATCH_SIZE": "0",
-    "RETRY_BASE_DELAY": "100ms",
-    "WEBHOOK_TIMEOUT": "2s",
-}
+FAST = FAST_DELIVERY
 
 
 class DeliveryTest(MessagesTest):

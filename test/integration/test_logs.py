@@ -4,15 +4,9 @@ line per message or per tick."""
 
 import time
 
-from harness import MessagesTest, wait_until
+from harness import FAST_DELIVERY, MessagesTest, wait_until
 
-FAST = {
-    "PRODUCER_INTERVAL": "0",
-    "SCHEDULER_INTERVAL": "100ms",
-    "SCHEDULER_BATCH_SIZE": "0",
-    "RETRY_BASE_DELAY": "100ms",
-    "WEBHOOK_TIMEOUT": "2s",
-}
+FAST = FAST_DELIVERY
 
 
 class IncidentLogTest(MessagesTest):

@@ -18,19 +18,13 @@ import sys
 import threading
 import time
 
-from harness import (REPO, SAN, VALGRIND, MessagesTest, PgBouncer, http_request, services_sh,
-                     wait_until)
+from harness import (FAST_DELIVERY, REPO, SAN, VALGRIND, MessagesTest, PgBouncer, http_request,
+                     services_sh, wait_until)
 
 # Every migration the binary carries, in the order it applies them.
 VERSIONS = [f.stem for f in sorted((REPO / "sql").glob("*.sql"))]
 
-FAST = {
-    "PRODUCER_INTERVAL": "0",
-    "SCHEDULER_INTERVAL": "100ms",
-    "SCHEDULER_BATCH_SIZE": "0",
-    "RETRY_BASE_DELAY": "100ms",
-    "WEBHOOK_TIMEOUT": "2s",
-}
+FAST = FAST_DELIVERY
 # How long an instance may take from exec to /ready 200 while the pooler is busy.
 READY_S = 10.0 * (10 if VALGRIND else 2 if SAN else 1)
 # The advisory lock key of src/migrate.c ("GoPulse" in ASCII): as pg_locks shows a

@@ -12,16 +12,10 @@ import subprocess
 import tempfile
 import time
 
-from harness import (REPO, SERVICE_BIN, MessagesTest, free_port, http_request, tmp_root,
-                     wait_until)
+from harness import (FAST_DELIVERY, REPO, SERVICE_BIN, MessagesTest, free_port, http_request,
+                     tmp_root, wait_until)
 
-FAST = {
-    "PRODUCER_INTERVAL": "0",
-    "SCHEDULER_INTERVAL": "100ms",
-    "SCHEDULER_BATCH_SIZE": "0",
-    "RETRY_BASE_DELAY": "100ms",
-    "WEBHOOK_TIMEOUT": "2s",
-}
+FAST = FAST_DELIVERY
 VERIFY = REPO / "test" / "integration" / "webhook_verify.mjs"
 NODE = shutil.which("node") or "node"
 
