@@ -11,7 +11,8 @@
 #   /health      wrk -t1 -cBENCH_CONNECTIONS vs ../shared/bench/evhttp_hello.c
 #   /messages    GET /messages?limit=10 over the sent rows, wrk as above, vs
 #                pgbench -c1 -M prepared of the SELECT the service runs (taken
-#                from PostgreSQL's log of a real request)
+#                from PostgreSQL's log of a real request); then each request a
+#                random page of the first 100, against pgbench drawing OFFSET alike
 #   latency      p50/p99/max of GET /messages?limit=10 and GET /health, sampled
 #                from outside at a fixed rate while a second drain runs
 #   memory       RSS and anonymous memory (/proc/PID/smaps_rollup): idle, after
@@ -532,10 +533,11 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "" || a == "-") print "—"; else printf "%.2f", a / b }'; }
 msgs_per_s() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n / s }'; }
 cpu_per_k() { awk -v c="$1" -v n="$2" 'BEGIN { printf "%.3f", c / n * 1000 }'; }
-wrk_rps() { # URL -> "req/s non2xx"; output kept in $tmp/wrk-*.txt
+wrk_rps() { # URL [WRK ARGS...] -> "req/s non2xx"; output kept in $tmp/wrk-*.txt
 	local url=$1 out
+	shift
 	out="$tmp/wrk-$(date +%s%N).txt"
-	timeout $((SECS + 30)) wrk -t1 -c"$CONNS" -d"${SECS}s" --timeout 5s "$url" >"$out" 2>&1 ||
+	timeout $((SECS + 30)) wrk -t1 -c"$CONNS" -d"${SECS}s" --timeout 5s "$@" "$url" >"$out" 2>&1 ||
 		die "wrk $url failed: $(tail -3 "$out")"
 	awk '/^Requests\/sec:/ { r = $2 } /Non-2xx or 3xx responses:/ { b = $NF }
 		END { if (r == "") exit 1; print r, b + 0 }' "$out" || die "no Requests/sec from wrk $url"
@@ -666,6 +668,26 @@ timeout $((SECS + 30)) pgbench -n -c1 -M prepared -T "$SECS" -f "$tmp/list.sql" 
 	die "pgbench failed: $(tail -5 "$tmp/pgbench.txt")"
 pgb_tps=$(awk '/^tps = / { printf "%.0f", $3 }' "$tmp/pgbench.txt")
 [ -n "$pgb_tps" ] || die "no tps in pgbench's output: $(tail -5 "$tmp/pgbench.txt")"
+# Every client above asks for the same page, which reads waiting together share
+# (one index scan for all). The same again with each request its own page, one of
+# the first 100 at random, and pgbench drawing its OFFSET the same way.
+cat >"$tmp/pages.lua" <<'LUA'
+math.randomseed(os.time())
+request = function()
+	return wrk.format("GET", "/messages?limit=10&offset=" .. 10 * math.random(0, 99))
+end
+LUA
+read -r pages_rps pages_bad < <(wrk_rps "http://127.0.0.1:$svc_port/" -s "$tmp/pages.lua")
+if [ -n "$pgb_args" ] && grep -q ':p2' "$tmp/list.sql"; then
+	{ echo '\set p2 10 * random(0, 99)'; cat "$tmp/list.sql"; } >"$tmp/pages.sql"
+	# shellcheck disable=SC2086  # pgb_args is a list of -Dname=value
+	timeout $((SECS + 30)) pgbench -n -c1 -M prepared -T "$SECS" -f "$tmp/pages.sql" $pgb_args \
+		-h 127.0.0.1 -p "$pg_port" -U postgres bench >"$tmp/pgbench-pages.txt" 2>&1 ||
+		die "pgbench (random pages) failed: $(tail -5 "$tmp/pgbench-pages.txt")"
+	pgb_pages_tps=$(awk '/^tps = / { printf "%.0f", $3 }' "$tmp/pgbench-pages.txt")
+else
+	pgb_pages_tps="" # the statement was not logged with its OFFSET as $2
+fi
 
 say "drain 2: $N more messages while GET /messages?limit=10 and GET /health are sampled at $HZ/s each"
 curl -fsS -o /dev/null -X POST "http://127.0.0.1:$svc_port/messages/stop" || die "POST /messages/stop"
@@ -724,7 +746,7 @@ for f in sql/*.sql; do psql_db scale -f "$f" >/dev/null || die "applying $f to s
 bouncer_port=$(free_port)
 pgbouncer_start "$tmp/bouncer" "$bouncer_port" "$pg_port" default_pool_size="$POOL" \
 	max_client_conn=100 >/dev/null || die "PgBouncer did not start"
-scale_rows=() scale_notes=() scale_once=yes
+scale_notes=() scale_once=yes
 declare -A scale_rate=()
 for how in direct pgbouncer; do
 	dsn="postgres://postgres@127.0.0.1:$pg_port/scale?sslmode=disable"
@@ -847,6 +869,11 @@ report=$tmp/report.md
 		echo "| \`GET /health\`, wrk $CONNS connections, req/s | $(n_fmt "${health_rps%.*}") | $na | — | ≥ 0.90 | — |"
 	fi
 	echo "| \`GET /messages?limit=10\` over $(n_fmt "$sent_rows") sent rows, wrk $CONNS connections, req/s | $(n_fmt "${list_rps%.*}") | \`pgbench -c1 -M prepared\` of the same SELECT: $(n_fmt "$pgb_tps") | $r_list | ≥ 1.5 | $(met "$r_list" 'x >= 1.5') |"
+	if [ -n "$pgb_pages_tps" ]; then
+		echo "| the same, each request a page of its own (\`offset\` 0–990 at random), req/s | $(n_fmt "${pages_rps%.*}") | pgbench, \`OFFSET\` drawn the same way: $(n_fmt "$pgb_pages_tps") | $(ratio "$pages_rps" "$pgb_pages_tps") | — | — |"
+	else
+		echo "| the same, each request a page of its own (\`offset\` 0–990 at random), req/s | $(n_fmt "${pages_rps%.*}") | $na | — | — | — |"
+	fi
 	r_hist=$(ratio "$hist_on" "$hist_off")
 	echo "| drain with attempt history (\`ATTEMPT_HISTORY=true\`), msg/s, mean of 2 | $(n_fmt "$hist_on") (${hist_runs[true]}) | without: $(n_fmt "$hist_off") (${hist_runs[false]}) | $r_hist | ≥ 0.95 | $(met "$r_hist" 'x >= 0.95') |"
 	echo "| \`GET /messages?limit=10\` during a $(n_fmt "$N") drain, p50 / p99 / max ms | $lp50 / $lp99 / $lmax | — | — | p99 ≤ 20 ms | $(met "$lp99" 'x <= 20') |"
@@ -874,7 +901,7 @@ report=$tmp/report.md
 	echo "- The service drained with \`WEBHOOK_CONCURRENCY=$CONC\`, \`LOG_LEVEL=$LOGLVL\` (log to a file), \`SCHEDULER_BATCH_SIZE=0\`, timed from \`POST /messages/start\` until Redis held a cache key for every message (each is written after its row is \`sent\`); the reference used batch 100 and $CONC in flight. After the drain: $pending_rows pending, $failed_rows failed."
 	[ -n "$ref_mean" ] && for l in "${ref_lines[@]}"; do echo "- reference: \`$l\`"; done
 	echo "- CPU: utime + stime of the service's process over its drain (/proc/PID/stat), and the reference's own getrusage."
-	echo "- wrk non-2xx answers: /health $health_bad${hello_rps:+, evhttp_hello $hello_bad}, /messages $list_bad. The page had $list_rows messages. pgbench's statement ($list_source): \`$(head -c 400 "$tmp/list.sql" | tr -d '\n')\` with \`${pgb_args:-no parameters}\`."
+	echo "- wrk non-2xx answers: /health $health_bad${hello_rps:+, evhttp_hello $hello_bad}, /messages $list_bad, /messages (random pages) $pages_bad. The page had $list_rows messages. pgbench's statement ($list_source): \`$(head -c 400 "$tmp/list.sql" | tr -d '\n')\` with \`${pgb_args:-no parameters}\`."
 	echo "- Latency: one keep-alive connection per URL at $HZ requests/s, measured by the client from sending to the whole answer; $ln and $hn samples fell within the drain, non-200: $lbad and $hbad. That drain (with the samplers) ran at $(n_fmt "$drain2_rate") msg/s."
 	echo "- Memory: RSS and Anonymous of /proc/PID/smaps_rollup, $swagger_note. Idle = ready, sending not started, $(n_fmt "$N") pending rows. At the end of the bench (two drains and the wrk runs): $(mib "$end_rss") MiB RSS, $(mib "$end_anon") anonymous. The in-flight instance idled at $(mib "$idle2_rss") MiB ($(mib "$idle2_anon") anonymous) before $(n_fmt "$in_flight") requests hung at the receiver."
 	echo "- Start-up: min $start_min, max $start_max ms, \`AUTOSTART=false\`, migrated database."

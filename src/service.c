@@ -11,9 +11,12 @@
  * at a time, and the reads that arrive meanwhile wait here and go out
  * together in the next one (store_list_sent: one parse, one plan, one
  * round trip, one snapshot for up to SERVICE_BATCH_MAX pages, each page
- * its own index scan). Every read in a statement arrived before it was
- * sent, so none sees older data than a statement of its own would. An
- * idle service sends each read at once, alone.
+ * its own index scan). Reads of the same page that wait together share
+ * it: the statement's one snapshot would give each the same rows anyway,
+ * and a listing many clients poll costs one index scan per statement, not
+ * one per client. Every read in a statement arrived before it was sent,
+ * so none sees older data than a statement of its own would. An idle
+ * service sends each read at once, alone.
  *
  * Every read counts against one bound from the moment it is accepted until
  * its callback: past it a call answers SVC_BUSY at once, so a stalled
@@ -40,7 +43,8 @@
 #include "streak.h"
 #include "util.h"
 
-/* Most reads one statement answers. */
+/* Most pages one statement asks for (reads of a page it already asks for
+ * do not count). */
 #define SERVICE_BATCH_MAX 32
 /* Most failed messages one statement of retry-failed moves: a statement
  * holds the row locks of its batch, and delivery and other requests
@@ -53,6 +57,7 @@ struct service_read {
 	service_list_cb cb;
 	void *arg;
 	struct store_page page;
+	size_t slot; /* which page of its statement answers it */
 };
 
 STAILQ_HEAD(service_read_list, service_read);
@@ -274,7 +279,7 @@ service_on_listed(void *arg, const struct message *msgs, const size_t *counts,
 	struct service_batch *b = arg;
 	struct service *svc = b->svc;
 	struct service_read *r;
-	size_t page = 0, at = 0;
+	size_t start[SERVICE_BATCH_MAX];
 
 	svc->batches--;
 	if (err != NULL) {
@@ -282,14 +287,15 @@ service_on_listed(void *arg, const struct message *msgs, const size_t *counts,
 		    service_db_streak(&svc->list_failing, err));
 	} else {
 		streak_end(&svc->list_failing);
+		assert(npages <= SERVICE_BATCH_MAX);
+		for (size_t p = 0, at = 0; p < npages; at += counts[p++])
+			start[p] = at;
 		while ((r = STAILQ_FIRST(&b->reads)) != NULL) {
-			size_t n = counts[page++];
-
-			assert(page <= npages);
+			assert(r->slot < npages);
 			STAILQ_REMOVE_HEAD(&b->reads, next);
-			service_read_finish(svc, r, SVC_OK, msgs + at, n,
-			    next[page - 1]);
-			at += n;
+			service_read_finish(svc, r, SVC_OK,
+			    msgs + start[r->slot], counts[r->slot],
+			    next[r->slot]);
 		}
 	}
 	free(b);
@@ -304,8 +310,22 @@ service_read_batches(const struct service_read *r)
 	return r->page.filter == MESSAGE_SENT && !r->page.has_after;
 }
 
+/* The slot of r's page among the n a batching statement asks for: an
+ * identical one's, or a new one (n grows). */
+static size_t
+service_read_slot(const struct service_read *r, struct store_page *pages,
+    size_t *n)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (pages[i].limit == r->page.limit &&
+		    pages[i].offset == r->page.offset)
+			return i;
+	pages[*n] = r->page;
+	return (*n)++;
+}
+
 /* Sends waiting reads while a connection has no statement of them in
- * flight, up to SERVICE_BATCH_MAX in each (only reads that batch share a
+ * flight, up to SERVICE_BATCH_MAX pages in each (only reads that batch share a
  * statement). Runs from the loop (never inside service_list), so it may
  * answer reads. */
 static void
@@ -332,7 +352,7 @@ service_send_reads(struct service *svc)
 				break;
 			STAILQ_REMOVE_HEAD(&svc->waiting, next);
 			STAILQ_INSERT_TAIL(&b->reads, r, next);
-			pages[n++] = r->page;
+			r->slot = service_read_slot(r, pages, &n);
 		}
 		if ((service_read_batches(STAILQ_FIRST(&b->reads)) ?
 			    store_list_sent(pg, pages, n, service_on_listed,

@@ -213,6 +213,41 @@ class BatchTest(ApiPoolTest):
         self.assertEqual(svc.get("/messages?limit=1")[0], 200)
         self.assertFalse([q for _, q in self.backends() if "WITH ORDINALITY" in q])
 
+    def test_reads_of_one_page_waiting_together_share_it(self):
+        # Eight clients poll the same page while the first read waits on a lock:
+        # the statement that answers them asks for that page once (the plain
+        # one-page statement, not the batch of eight), and each gets it whole.
+        svc = self.start(API_DB_CONNECTIONS="1", REQUEST_TIMEOUT="20s")
+        ids = [int(r[0]) for r in self.psql(
+            "SELECT id FROM messages WHERE status = 'sent' ORDER BY sent_at DESC, id DESC")]
+        results = {}
+
+        def get(k, url):
+            results[k] = svc.json("GET", url, timeout=30)
+
+        with PgLock(self.pg, self.db, "LOCK TABLE messages IN ACCESS EXCLUSIVE MODE"):
+            first = threading.Thread(target=get, args=("first", "/messages?limit=2&offset=5"))
+            first.start()
+            wait_until(lambda: waiting_backends(self.pg, self.db), 10, 0.05,
+                       "the first read waiting on the lock")
+            threads = [threading.Thread(target=get, args=(k, "/messages?limit=3&offset=1"))
+                       for k in range(8)]
+            for t in threads:
+                t.start()
+            wait_until(lambda: self.pool(svc)["queries"] == 9, 10, 0.05, "every read accepted")
+        for t in [first, *threads]:
+            t.join(15)
+        self.assertEqual([m["id"] for m in results["first"][1]["messages"]], ids[5:7])
+        for k in range(8):
+            code, doc = results[k]
+            self.assertEqual(code, 200, doc)
+            self.assertEqual([m["id"] for m in doc["messages"]], ids[1:4])
+            self.assertEqual(doc["next"], results[0][1]["next"])
+        queries = [q for _, q in self.backends() if "ORDER BY sent_at DESC" in q]
+        self.assertEqual(len(queries), 1, self.backends())
+        self.assertNotIn("WITH ORDINALITY", queries[0])
+        self.assertIn("LIMIT $1 OFFSET $2", queries[0])
+
 
 class PoolLifecycleTest(ApiPoolTest):
     def test_pool_size_and_first_ready_is_delivery(self):
