@@ -62,6 +62,9 @@ void pg_set_pipeline_depth(struct pg_conn *pg, int depth);
  * set before pg_start. */
 struct metrics_link;
 void pg_set_metrics(struct pg_conn *pg, struct metrics_link *link);
+/* The libevent priority of the connection's events (loop.h); set before
+ * pg_start. */
+void pg_set_priority(struct pg_conn *pg, int priority);
 
 /* The hook runs on every connect; it queues work with pg_setup_query and
  * ends with pg_setup_done (or pg_setup_failed). */

@@ -15,6 +15,7 @@
 #include "docs.h"
 #include "http_server.h"
 #include "log.h"
+#include "loop.h"
 #include "metrics.h"
 #include "migrate.h"
 #include "pg.h"
@@ -155,10 +156,15 @@ app_new(const struct config *cfg)
 	/* Millisecond timers (deadlines, short test intervals) need the
 	 * precise clock rather than the coarse one. */
 	event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+	event_config_set_max_dispatch_interval(ec, NULL, LOOP_BURST,
+	    LOOP_PRIO_REST);
 	app->base = event_base_new_with_config(ec);
 	event_config_free(ec);
-	if (app->base == NULL) {
+	if (app->base == NULL ||
+	    event_base_priority_init(app->base, LOOP_PRIORITIES) != 0) {
 		log_error("app", "cannot create the event base", NULL);
+		if (app->base != NULL)
+			event_base_free(app->base);
 		free(app);
 		return NULL;
 	}

@@ -79,6 +79,7 @@ struct pg_conn {
 	struct event *ev_kick;	   /* sends queued work from the loop */
 	struct reconnect reconnect;
 	struct metrics_link *mlink; /* NULL: not counted */
+	int priority;		    /* of every event; -1: the base's default */
 	struct pg_op_list queue;    /* not sent yet */
 	struct pg_op_list sent;	    /* sent, answered in this order */
 	size_t nqueued, nsent;
@@ -203,6 +204,15 @@ pg_deadline_rearm(struct pg_conn *pg)
 	else
 		pg_deadline_arm(pg,
 		    pg->query_timeout_ms + TIMING_PG_DEADLINE_MARGIN_MS);
+}
+
+/* ev, at the connection's priority (loop.h); returned for chaining. */
+static struct event *
+pg_event_prioritize(const struct pg_conn *pg, struct event *ev)
+{
+	if (ev != NULL && pg->priority >= 0)
+		event_priority_set(ev, pg->priority);
+	return ev;
 }
 
 static void
@@ -629,9 +639,10 @@ pg_connected(struct pg_conn *pg)
 		pg_fail(pg, PQerrorMessage(pg->conn));
 		return;
 	}
-	pg->ev_read = event_new(pg->base, fd, EV_READ | EV_PERSIST,
-	    pg_on_readable, pg);
-	pg->ev_write = event_new(pg->base, fd, EV_WRITE, pg_on_writable, pg);
+	pg->ev_read = pg_event_prioritize(pg,
+	    event_new(pg->base, fd, EV_READ | EV_PERSIST, pg_on_readable, pg));
+	pg->ev_write = pg_event_prioritize(pg,
+	    event_new(pg->base, fd, EV_WRITE, pg_on_writable, pg));
 	event_add(pg->ev_read, NULL);
 	pg->state = PG_SETUP;
 	log_info("pg", "database connected", "{s:i, s:s?}", "server_version",
@@ -660,9 +671,10 @@ pg_connect_wait(struct pg_conn *pg, PostgresPollingStatusType want)
 		pg_fail(pg, "no socket");
 		return;
 	}
-	pg->ev_io = event_new(pg->base, fd,
-	    want == PGRES_POLLING_READING ? EV_READ : EV_WRITE,
-	    pg_on_connect_io, pg);
+	pg->ev_io = pg_event_prioritize(pg,
+	    event_new(pg->base, fd,
+		want == PGRES_POLLING_READING ? EV_READ : EV_WRITE,
+		pg_on_connect_io, pg));
 	event_add(pg->ev_io, NULL);
 }
 
@@ -774,6 +786,7 @@ pg_new(struct event_base *base, struct resolver *res, const char *dsn,
 	pg->hosts = pghosts_new(dsn);
 	pg->query_timeout_ms = query_timeout_ms;
 	pg->depth = PG_PIPELINE_DEPTH_MAX;
+	pg->priority = -1;
 	pg->timeout_sql =
 	    xasprintf("SELECT set_config('statement_timeout', '%lld', true)",
 		(long long)query_timeout_ms);
@@ -797,6 +810,15 @@ void
 pg_set_metrics(struct pg_conn *pg, struct metrics_link *link)
 {
 	pg->mlink = link;
+}
+
+void
+pg_set_priority(struct pg_conn *pg, int priority)
+{
+	pg->priority = priority;
+	pg_event_prioritize(pg, pg->ev_retry);
+	pg_event_prioritize(pg, pg->ev_deadline);
+	pg_event_prioritize(pg, pg->ev_kick);
 }
 
 void

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "loop.h"
 #include "metrics.h"
 #include "migrate.h"
 #include "pg.h"
@@ -158,6 +159,7 @@ pgpool_new(struct event_base *base, struct resolver *res, const char *dsn,
 		m->index = i + 1;
 		m->pg = pg_new(base, res, dsn, query_timeout_ms);
 		pg_set_metrics(m->pg, &metrics.pg_api);
+		pg_set_priority(m->pg, LOOP_PRIO_API_DB);
 		m->ev_recheck = evtimer_new(base, pgpool_on_recheck, m);
 		pg_set_setup(m->pg, pgpool_on_setup, m);
 	}

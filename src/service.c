@@ -32,6 +32,7 @@
 
 #include "cache.h"
 #include "log.h"
+#include "loop.h"
 #include "metrics.h"
 #include "pg.h"
 #include "pgpool.h"
@@ -98,6 +99,8 @@ service_new(struct event_base *base, struct pg_conn *pg, struct pgpool *api,
 
 	svc->base = base;
 	svc->ev_send = event_new(base, -1, 0, service_on_send, svc);
+	/* Sending the reads waiting is the API's database work (loop.h). */
+	event_priority_set(svc->ev_send, LOOP_PRIO_API_DB);
 	STAILQ_INIT(&svc->waiting);
 	svc->pg = pg;
 	svc->api = api;
