@@ -5,7 +5,8 @@
  * would wait behind every callback made active in the same poll (dozens, a
  * few milliseconds). The API's database connections run at a higher
  * priority, and the loop polls again after a few callbacks of the rest, so
- * a read's answer goes out as soon as it is in.
+ * a read's answer goes out as soon as it is in (service.c sends the next
+ * statement of reads later, with the rest of the poll's requests in it).
  *
  * Only those connections: each has at most one statement of reads in
  * flight, so they cannot keep the rest from running. HTTP requests stay

@@ -76,7 +76,8 @@ struct service {
 	struct redis_client *redis;
 	struct sched *sched;
 	bool shutting_down;
-	struct event *ev_send; /* sends waiting reads, from the loop */
+	struct event *ev_send;	/* sends waiting reads, from the loop */
+	struct event *ev_first; /* the same, first thing: nothing in flight */
 	struct service_read_list waiting; /* reads not sent yet */
 	size_t batches;			  /* statements of reads in flight */
 	size_t queries;			  /* reads waiting or in flight */
@@ -99,8 +100,8 @@ service_new(struct event_base *base, struct pg_conn *pg, struct pgpool *api,
 
 	svc->base = base;
 	svc->ev_send = event_new(base, -1, 0, service_on_send, svc);
-	/* Sending the reads waiting is the API's database work (loop.h). */
-	event_priority_set(svc->ev_send, LOOP_PRIO_API_DB);
+	svc->ev_first = event_new(base, -1, 0, service_on_send, svc);
+	event_priority_set(svc->ev_first, LOOP_PRIO_API_DB);
 	STAILQ_INIT(&svc->waiting);
 	svc->pg = pg;
 	svc->api = api;
@@ -129,6 +130,7 @@ service_free(struct service *svc)
 		return;
 	service_fail_waiting(svc, SVC_SHUTTING_DOWN);
 	event_free(svc->ev_send);
+	event_free(svc->ev_first);
 	event_free(svc->ev_sweep);
 	free(svc);
 }
@@ -302,7 +304,9 @@ service_on_listed(void *arg, const struct message *msgs, const size_t *counts,
 		}
 	}
 	free(b);
-	service_send_reads(svc);
+	/* Not at once: this runs before the rest of the poll's callbacks
+	 * (loop.h), and the reads among them go out in the same statement. */
+	event_active(svc->ev_send, EV_TIMEOUT, 0);
 }
 
 /* A read of the plain sent listing, the kind one statement answers many
@@ -403,7 +407,11 @@ service_list(struct service *svc, enum message_filter filter, int limit,
 	r->page = page;
 	svc->queries++;
 	STAILQ_INSERT_TAIL(&svc->waiting, r, next);
-	event_active(svc->ev_send, EV_TIMEOUT, 0);
+	/* With no statement of reads in flight this one goes out first
+	 * thing; otherwise it waits with the others for a statement's answer,
+	 * and the next statement carries them all. */
+	event_active(svc->batches == 0 ? svc->ev_first : svc->ev_send,
+	    EV_TIMEOUT, 0);
 	return SVC_OK;
 }
 
