@@ -19,7 +19,7 @@
 #define LOOP_PRIORITIES 2
 #define LOOP_PRIO_API_DB 0
 /* Callbacks of the rest run between two polls, at most. */
-#define LOOP_BURST 8
+#define LOOP_BURST 16
 #define LOOP_PRIO_REST 1
 
 #endif

@@ -407,11 +407,14 @@ service_list(struct service *svc, enum message_filter filter, int limit,
 	r->page = page;
 	svc->queries++;
 	STAILQ_INSERT_TAIL(&svc->waiting, r, next);
-	/* With no statement of reads in flight this one goes out first
-	 * thing; otherwise it waits with the others for a statement's answer,
-	 * and the next statement carries them all. */
-	event_active(svc->batches == 0 ? svc->ev_first : svc->ev_send,
-	    EV_TIMEOUT, 0);
+	/* With no statement of reads in flight or about to go, this one goes
+	 * out first thing; otherwise it waits with the others (for an answer,
+	 * then the rest of the poll), and the next statement carries them
+	 * all. */
+	if (svc->batches == 0 && !event_pending(svc->ev_send, EV_TIMEOUT, NULL))
+		event_active(svc->ev_first, EV_TIMEOUT, 0);
+	else
+		event_active(svc->ev_send, EV_TIMEOUT, 0);
 	return SVC_OK;
 }
 
