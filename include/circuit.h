@@ -21,6 +21,7 @@ struct circuit {
 	int64_t last_fail; /* the message of the latest of them */
 	int64_t probe_at_ms;
 	int64_t probe_interval_ms;
+	bool probe_empty; /* the last probe found nothing due to send */
 };
 
 void circuit_init(struct circuit *c, int threshold, int64_t probe_interval_ms);
@@ -41,9 +42,12 @@ bool circuit_failure(struct circuit *c, int64_t id, int64_t now_ms,
  * circuit_probing. */
 bool circuit_probe_due(const struct circuit *c, int64_t now_ms);
 void circuit_probing(struct circuit *c);
-/* No probe was sent (nothing due, or sending is stopped): the next one in
- * wait_ms. */
-void circuit_probe_skipped(struct circuit *c, int64_t now_ms, int64_t wait_ms);
+/* No probe was sent, sending being stopped: the next one an interval on. */
+void circuit_probe_skipped(struct circuit *c, int64_t now_ms);
+/* The probe found nothing due, so it spared the receiver nothing: the next
+ * one TIMING_PROBE_EMPTY_MS on, and probe_empty says so until a probe
+ * sends something or sending stops. */
+void circuit_probe_empty(struct circuit *c, int64_t now_ms);
 
 /* New work may be claimed and posted. */
 bool circuit_closed(const struct circuit *c);

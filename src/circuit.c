@@ -1,5 +1,6 @@
 /* circuit.c - the receiver's circuit breaker (see circuit.h). */
 #include "circuit.h"
+#include "timing.h"
 
 void
 circuit_init(struct circuit *c, int threshold, int64_t probe_interval_ms)
@@ -10,6 +11,7 @@ circuit_init(struct circuit *c, int threshold, int64_t probe_interval_ms)
 	c->last_fail = -1;
 	c->probe_at_ms = 0;
 	c->probe_interval_ms = probe_interval_ms;
+	c->probe_empty = false;
 }
 
 bool
@@ -20,6 +22,7 @@ circuit_success(struct circuit *c)
 	c->state = CIRCUIT_CLOSED;
 	c->streak = 0;
 	c->last_fail = -1;
+	c->probe_empty = false;
 	return was_open;
 }
 
@@ -42,6 +45,7 @@ circuit_failure(struct circuit *c, int64_t id, int64_t now_ms, bool *opened)
 		*opened = c->state == CIRCUIT_CLOSED;
 		c->state = CIRCUIT_OPEN;
 		c->probe_at_ms = now_ms + c->probe_interval_ms;
+		c->probe_empty = false;
 		/* The failure that opens it is part of the outage it saw. */
 		outage = true;
 	}
@@ -62,10 +66,19 @@ circuit_probing(struct circuit *c)
 }
 
 void
-circuit_probe_skipped(struct circuit *c, int64_t now_ms, int64_t wait_ms)
+circuit_probe_skipped(struct circuit *c, int64_t now_ms)
 {
 	c->state = CIRCUIT_OPEN;
-	c->probe_at_ms = now_ms + wait_ms;
+	c->probe_at_ms = now_ms + c->probe_interval_ms;
+	c->probe_empty = false;
+}
+
+void
+circuit_probe_empty(struct circuit *c, int64_t now_ms)
+{
+	c->state = CIRCUIT_OPEN;
+	c->probe_at_ms = now_ms + TIMING_PROBE_EMPTY_MS;
+	c->probe_empty = true;
 }
 
 bool

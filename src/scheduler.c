@@ -151,7 +151,6 @@ struct sched {
 	struct event *ev_pace;	/* pumps again once the pacer allows */
 	struct event *ev_probe; /* the open circuit's next probe */
 	bool probe_run;		/* this run claims one message, the probe */
-	bool probe_empty;	/* the last probe found nothing to send */
 	int64_t opened_ms;	/* when the circuit opened */
 	/* What repeats per tick or per message is logged as a streak (one
 	 * line, then summaries): ticks skipped while a run is held up (by
@@ -308,10 +307,8 @@ sched_run_end(struct sched *s, const char *why)
 	if (s->probe_run) {
 		s->probe_run = false;
 		/* Still half open: nothing was due to probe with. */
-		s->probe_empty = s->circuit.state == CIRCUIT_HALF_OPEN;
-		if (s->probe_empty) {
-			circuit_probe_skipped(&s->circuit, util_now_ms(),
-			    TIMING_PROBE_EMPTY_MS);
+		if (s->circuit.state == CIRCUIT_HALF_OPEN) {
+			circuit_probe_empty(&s->circuit, util_now_ms());
 			sched_arm_probe(s);
 		}
 	}
@@ -911,8 +908,7 @@ sched_on_probe(evutil_socket_t fd, short what, void *arg)
 	if (s->circuit.state != CIRCUIT_OPEN)
 		return;
 	if (!s->active) {
-		circuit_probe_skipped(&s->circuit, now,
-		    s->cfg->circuit_probe_interval_ms);
+		circuit_probe_skipped(&s->circuit, now);
 		sched_arm_probe(s);
 		return;
 	}
@@ -925,7 +921,7 @@ sched_on_probe(evutil_socket_t fd, short what, void *arg)
 	circuit_probing(&s->circuit);
 	s->probe_run = true;
 	/* Once per probe that may send, not every second while none is due. */
-	if (s->probe_empty)
+	if (s->circuit.probe_empty)
 		log_debug("scheduler", "circuit half-open: sending one probe",
 		    NULL);
 	else

@@ -69,11 +69,19 @@ test_probe_skipped(void)
 	circuit_init(&c, 1, 500);
 	CHECK(circuit_failure(&c, 1, 0, &opened) && opened);
 	circuit_probing(&c);
-	circuit_probe_skipped(&c, 600, 500);
+	circuit_probe_skipped(&c, 600);
 	CHECK(c.state == CIRCUIT_OPEN && circuit_probe_in_ms(&c, 600) == 500);
+	CHECK(!c.probe_empty);
+	/* A probe with nothing due: the next one sooner, and remembered
+	 * until a probe sends something (here, one that fails). */
 	circuit_probing(&c);
-	circuit_probe_skipped(&c, 1100, 50);
-	CHECK(c.state == CIRCUIT_OPEN && circuit_probe_in_ms(&c, 1100) == 50);
+	circuit_probe_empty(&c, 1100);
+	CHECK(c.state == CIRCUIT_OPEN &&
+	    circuit_probe_in_ms(&c, 1100) == TIMING_PROBE_EMPTY_MS);
+	CHECK(c.probe_empty);
+	circuit_probing(&c);
+	CHECK(circuit_failure(&c, 2, 2200, &opened) && !opened);
+	CHECK(!c.probe_empty && circuit_probe_in_ms(&c, 2200) == 500);
 }
 
 static void
