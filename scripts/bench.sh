@@ -542,6 +542,16 @@ wrk_rps() { # URL [WRK ARGS...] -> "req/s non2xx"; output kept in $tmp/wrk-*.txt
 	awk '/^Requests\/sec:/ { r = $2 } /Non-2xx or 3xx responses:/ { b = $NF }
 		END { if (r == "") exit 1; print r, b + 0 }' "$out" || die "no Requests/sec from wrk $url"
 }
+pgbench_tps() { # SCRIPT -> tps of pgbench -c1 -M prepared running it on bench
+	local out=${1%.sql}-pgbench.txt tps
+	# shellcheck disable=SC2086  # pgb_args is a list of -Dname=value
+	timeout $((SECS + 30)) pgbench -n -c1 -M prepared -T "$SECS" -f "$1" $pgb_args \
+		-h 127.0.0.1 -p "$pg_port" -U postgres bench >"$out" 2>&1 ||
+		die "pgbench $1 failed: $(tail -5 "$out")"
+	tps=$(awk '/^tps = / { printf "%.0f", $3 }' "$out")
+	[ -n "$tps" ] || die "no tps in pgbench's output: $(tail -5 "$out")"
+	echo "$tps"
+}
 
 # ---------------------------------------------------------------------------
 # Schemas: the service's (applied before it starts, so the backlog can be
@@ -662,12 +672,7 @@ pgb_args=$(bpy pgbench_script "$pglog" "$log_off" "$tmp/list.sql" 2>"$tmp/list-s
 list_source=$(cat "$tmp/list-source.txt")
 list_rows=$(curl -fsS "http://127.0.0.1:$svc_port/messages?limit=10" | "$PY" -c 'import json, sys; print(len(json.load(sys.stdin)["messages"]))')
 read -r list_rps list_bad < <(wrk_rps "http://127.0.0.1:$svc_port/messages?limit=10")
-# shellcheck disable=SC2086  # pgb_args is a list of -Dname=value
-timeout $((SECS + 30)) pgbench -n -c1 -M prepared -T "$SECS" -f "$tmp/list.sql" $pgb_args \
-	-h 127.0.0.1 -p "$pg_port" -U postgres bench >"$tmp/pgbench.txt" 2>&1 ||
-	die "pgbench failed: $(tail -5 "$tmp/pgbench.txt")"
-pgb_tps=$(awk '/^tps = / { printf "%.0f", $3 }' "$tmp/pgbench.txt")
-[ -n "$pgb_tps" ] || die "no tps in pgbench's output: $(tail -5 "$tmp/pgbench.txt")"
+pgb_tps=$(pgbench_tps "$tmp/list.sql")
 # Every client above asks for the same page, which reads waiting together share
 # (one index scan for all). The same again with each request its own page, one of
 # the first 100 at random, and pgbench drawing its OFFSET the same way.
@@ -680,11 +685,7 @@ LUA
 read -r pages_rps pages_bad < <(wrk_rps "http://127.0.0.1:$svc_port/" -s "$tmp/pages.lua")
 if [ -n "$pgb_args" ] && grep -q ':p2' "$tmp/list.sql"; then
 	{ echo '\set p2 10 * random(0, 99)'; cat "$tmp/list.sql"; } >"$tmp/pages.sql"
-	# shellcheck disable=SC2086  # pgb_args is a list of -Dname=value
-	timeout $((SECS + 30)) pgbench -n -c1 -M prepared -T "$SECS" -f "$tmp/pages.sql" $pgb_args \
-		-h 127.0.0.1 -p "$pg_port" -U postgres bench >"$tmp/pgbench-pages.txt" 2>&1 ||
-		die "pgbench (random pages) failed: $(tail -5 "$tmp/pgbench-pages.txt")"
-	pgb_pages_tps=$(awk '/^tps = / { printf "%.0f", $3 }' "$tmp/pgbench-pages.txt")
+	pgb_pages_tps=$(pgbench_tps "$tmp/pages.sql")
 else
 	pgb_pages_tps="" # the statement was not logged with its OFFSET as $2
 fi
