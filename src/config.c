@@ -439,6 +439,13 @@ config_parse_ca_file(struct config *cfg, const struct config_var *var,
 	return 0;
 }
 
+/* Printable ASCII: what a value may show, and a path may hold, as it is. */
+static bool
+config_printable(int c)
+{
+	return c >= 0x20 && c < 0x7f;
+}
+
 static int
 config_parse_webhook_path(struct config *cfg, const struct config_var *var,
     const char *value, char *why, size_t whylen)
@@ -446,7 +453,7 @@ config_parse_webhook_path(struct config *cfg, const struct config_var *var,
 	/* A URL's path as it goes on the wire: curl would send other bytes
 	 * raw, and a receiver's router would not match them. */
 	for (const char *p = value; *p; p++) {
-		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f ||
+		if (!config_printable((unsigned char)*p) || *p == ' ' ||
 		    *p == '#') {
 			snprintf(why, whylen,
 			    "must be printable ASCII without spaces or '#' "
@@ -498,7 +505,7 @@ config_escape(const char *value)
 	char *out = xmalloc(4 * n + 1), *o = out;
 
 	for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
-		if (*p >= 0x20 && *p < 0x7f)
+		if (config_printable(*p))
 			*o++ = (char)*p;
 		else
 			o += sprintf(o, "\\x%02x", *p);
@@ -531,7 +538,7 @@ config_error(char *err, size_t errlen, const char *name, const char *shown,
 {
 	snprintf(err, errlen, "invalid %s=\"%s\": %s", name, shown, why);
 	for (char *p = err; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+		if (!config_printable((unsigned char)*p))
 			*p = '?';
 }
 
